@@ -12,16 +12,25 @@ import (
 	"io"
 )
 
+// Entry is one archive member: a tar header plus what the newc format needs to know up front.
+type Entry struct {
+	*tar.Header
+	// Links counts the tar.TypeLink entries that will name this regular file later in the same
+	// archive (0 when none). The cpio writer needs it when the file is written: the kernel only
+	// turns a later entry into a hard link when the first one announced nlink >= 2.
+	Links int
+}
+
 // Writer receives archive entries in the order they must appear.
 //
-// Names are relative, slash-separated and cleaned ("usr/bin/x", never "/usr/bin/x" or
-// "./usr"); directories carry no trailing slash. The body must supply exactly hdr.Size bytes
+// Names (e.Name) are relative, slash-separated and cleaned ("usr/bin/x", never "/usr/bin/x" or
+// "./usr"); directories carry no trailing slash. The body must supply exactly e.Size bytes
 // for regular files and is ignored (may be nil) for every other type. Hard links use
 // tar.TypeLink with Linkname naming an entry written earlier in the same archive.
 // Implementations normalise what would break reproducibility (timestamps, user and group
-// names, PAX record order) and never retain hdr or body after WriteEntry returns.
+// names, PAX record order) and never retain e or body after WriteEntry returns.
 type Writer interface {
-	WriteEntry(hdr *tar.Header, body io.Reader) error
+	WriteEntry(e Entry, body io.Reader) error
 	// Close writes the trailer. It does not close the underlying io.Writer.
 	Close() error
 }
