@@ -21,6 +21,10 @@ type System struct {
 	Volumes    []*Volume `yaml:"volumes,omitempty"`
 	// Trust is accepted (and ignored, with a warning) so that old LinuxKit files load.
 	Trust *Trust `yaml:"trust,omitempty"`
+
+	initPos  []Position // where each Init entry was written (parallel to Init when known)
+	files    []string   // the files this System was parsed from, in load order
+	warnings []*Error   // warnings found while decoding (e.g. a trust section)
 }
 
 // Trust is LinuxKit's retired content-trust section. Kiln verifies by digest instead.
@@ -36,6 +40,10 @@ type Kernel struct {
 	Binary  string  `yaml:"binary,omitempty"` // default "kernel"
 	Tar     *string `yaml:"tar,omitempty"`    // default "kernel.tar"; "none" for no modules
 	UCode   string  `yaml:"ucode,omitempty"`
+
+	// Pos is where the kernel section was written. Not part of the format.
+	Pos Position `yaml:"-"`
+	src *origin
 }
 
 // File is one entry of the files section.
@@ -50,6 +58,10 @@ type File struct {
 	Mode      string   `yaml:"mode,omitempty"`
 	UID       *IDValue `yaml:"uid,omitempty"`
 	GID       *IDValue `yaml:"gid,omitempty"`
+
+	// Pos is where this entry was written. Not part of the format.
+	Pos Position `yaml:"-"`
+	src *origin
 }
 
 // Volume is a named volume made from an image.
@@ -59,10 +71,15 @@ type Volume struct {
 	ReadOnly  bool     `yaml:"readonly,omitempty"`
 	Format    string   `yaml:"format,omitempty"` // "oci" (default) or "filesystem"
 	Platforms []string `yaml:"platforms,omitempty"`
+
+	// Pos is where this entry was written. Not part of the format.
+	Pos Position `yaml:"-"`
+	src *origin
 }
 
 // IDValue is a uid or gid: a number, or a user/group name looked up in the image's
-// /etc/passwd or /etc/group at build time.
+// /etc/passwd or /etc/group at build time. Exactly one of ID and Name is set; in YAML it is
+// written as an integer or as a string.
 type IDValue struct {
 	ID   *uint32 `yaml:"-"`
 	Name string  `yaml:"-"`
@@ -108,15 +125,19 @@ type Image struct {
 	GIDMappings       *[]specs.LinuxIDMapping `yaml:"gidMappings,omitempty"`
 	Annotations       *map[string]string      `yaml:"annotations,omitempty"`
 	Runtime           *Runtime                `yaml:"runtime,omitempty"`
+
+	// Pos is where this entry (or label) was written. Not part of the format.
+	Pos Position `yaml:"-"`
+	src *origin
 }
 
 // Device is a device node made available in a container.
 type Device struct {
-	Path  string `yaml:"path"`
-	Type  string `yaml:"type"` // "b", "c", "u" or "p" (or "a" for "all" in allow rules)
+	Path  string `yaml:"path"` // absolute, or "all": allow every device of Type, make no node
+	Type  string `yaml:"type"` // "b", "c", "u" or "p" (or "a", with path "all")
 	Major int64  `yaml:"major"`
 	Minor int64  `yaml:"minor"`
-	Mode  string `yaml:"mode,omitempty"` // octal, e.g. "0666"
+	Mode  string `yaml:"mode,omitempty"` // octal, e.g. "0666"; required unless path is "all"
 }
 
 // Runtime holds the actions that kiln's init performs around a container, outside its spec.
@@ -131,10 +152,10 @@ type Runtime struct {
 
 // Interface moves or creates a network interface for a container.
 type Interface struct {
-	Name       string `yaml:"name,omitempty"`
-	Add        string `yaml:"add,omitempty"`
-	Peer       string `yaml:"peer,omitempty"`
-	CreateInNS bool   `yaml:"createInRoot,omitempty"`
+	Name         string `yaml:"name,omitempty"`
+	Add          string `yaml:"add,omitempty"`
+	Peer         string `yaml:"peer,omitempty"`
+	CreateInRoot bool   `yaml:"createInRoot,omitempty"`
 }
 
 // BindNS binds the container's namespaces to paths so that others can join them.
