@@ -1,0 +1,352 @@
+// Package tag computes the content-addressed tag of a kiln package: the git tree hash of the
+// package folder at HEAD (combined with the tree hashes of its extra sources, if any), with a
+// "-dirty-<content hash>" suffix when the working tree differs from HEAD.
+//
+// A clean tag is the same everywhere the same commit is checked out, and for a folder without
+// extra sources it equals LinuxKit's tag for that folder (`git rev-parse HEAD:<folder>`). A dirty
+// tag names the content of the working tree, so the same uncommitted content gives the same tag
+// in any clone.
+//
+// The package shells out to the git command; it does not read build.yml (see package buildyml)
+// and it does not build or look up images.
+//
+// # How a tag is computed
+//
+// For each source (the package folder first, then each extra source in the order given), two
+// tree hashes are taken from the repository that contains it:
+//
+//   - the committed tree: `git rev-parse HEAD:<path>`;
+//   - the working tree: the tree git would record for that folder if everything in it were
+//     committed now. It is computed in a temporary index (GIT_INDEX_FILE): a copy of the
+//     repository's index (or HEAD's tree when there is none), updated with `git add -A` for the
+//     folder (modified and deleted files, and new files unless ignored; a tracked or staged
+//     file counts even if it matches .gitignore), then `git write-tree`. What is staged but
+//     changed back in the work tree does not count: the work tree is what gets built.
+//     Modes are git's: the executable bit and symlinks count, other permission bits do not.
+//     The objects this writes go to a temporary object directory (GIT_OBJECT_DIRECTORY, with
+//     the repository's as an alternate), so the repository itself is not changed at all.
+//
+// Several hashes are combined the way LinuxKit combines a package with its extra sources: the
+// hexadecimal SHA-1 of the concatenation of their hexadecimal forms, in order. One hash is
+// used as it is. Hash is the combination of the committed trees. The tag is dirty when any
+// working tree differs from its committed tree; its suffix is then the first ContentLen
+// characters of the combination of the working trees. Without extra sources, the suffix is
+// thus a prefix of the tree hash the folder will have once its changes are committed.
+package tag
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// ContentLen is the number of hexadecimal characters of the content hash in a dirty tag.
+const ContentLen = 12
+
+// Errors that Of wraps; test them with errors.Is.
+var (
+	// ErrGitNotFound means the git command is not installed or not on PATH.
+	ErrGitNotFound = errors.New("git not found")
+	// ErrNotRepository means a folder is not inside a git repository.
+	ErrNotRepository = errors.New("not a git repository")
+	// ErrOutsideWorkTree means a folder is inside a repository but not in its work tree
+	// (for example inside .git, or in a bare repository).
+	ErrOutsideWorkTree = errors.New("outside the git work tree")
+	// ErrNotCommitted means a folder is in a repository but not in its HEAD commit (no commit
+	// yet, or the folder was never committed).
+	ErrNotCommitted = errors.New("not committed at HEAD")
+)
+
+// Tag is the content-addressed tag of a package.
+type Tag struct {
+	// Hash is the committed tree hash of the package folder, or the combination of the
+	// committed tree hashes of the folder and its extra sources (see the package doc).
+	Hash string
+	// Dirty is true when the folder or an extra source differs from HEAD: modified, deleted,
+	// staged or untracked (but not ignored) files.
+	Dirty bool
+	// Content is the content hash of the working state (ContentLen hexadecimal characters),
+	// set only when Dirty.
+	Content string
+}
+
+// String returns Hash for a clean tag and "<Hash>-dirty-<Content>" for a dirty one.
+func (t Tag) String() string {
+	if !t.Dirty {
+		return t.Hash
+	}
+	return t.Hash + "-dirty-" + t.Content
+}
+
+// Of returns the tag of the folder dir, combined with the given extra sources. Relative extra
+// sources are taken relative to dir (as in build.yml). Each folder may be in a different
+// repository; each must exist and be committed at its repository's HEAD.
+func Of(ctx context.Context, dir string, extraSources ...string) (Tag, error) {
+	if _, err := exec.LookPath(gitCommand); err != nil {
+		return Tag{}, fmt.Errorf("%w: %w", ErrGitNotFound, err)
+	}
+	dirs := make([]string, 0, 1+len(extraSources))
+	dirs = append(dirs, dir)
+	for _, src := range extraSources {
+		if !filepath.IsAbs(src) {
+			src = filepath.Join(dir, src)
+		}
+		dirs = append(dirs, src)
+	}
+
+	committed := make([]string, 0, len(dirs))
+	working := make([]string, 0, len(dirs))
+	dirty := false
+	for _, d := range dirs {
+		s, err := inspect(ctx, d)
+		if err != nil {
+			return Tag{}, err
+		}
+		committed = append(committed, s.committed)
+		working = append(working, s.working)
+		if s.committed != s.working {
+			dirty = true
+		}
+	}
+
+	t := Tag{Hash: combine(committed), Dirty: dirty}
+	if dirty {
+		t.Content = combine(working)[:ContentLen]
+	}
+	return t, nil
+}
+
+// combine turns one or more hexadecimal hashes into one: a single hash is returned as it is,
+// several give the hexadecimal SHA-1 of their concatenation.
+func combine(hashes []string) string {
+	if len(hashes) == 1 {
+		return hashes[0]
+	}
+	sum := sha1.Sum([]byte(strings.Join(hashes, "")))
+	return hex.EncodeToString(sum[:])
+}
+
+// state is the pair of tree hashes of one folder.
+type state struct {
+	committed string // tree at HEAD
+	working   string // tree of the working state
+}
+
+// inspect returns the committed and working tree hashes of the folder dir.
+func inspect(ctx context.Context, dir string) (state, error) {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return state{}, fmt.Errorf("tag: %w", err)
+	}
+	if !info.IsDir() {
+		return state{}, fmt.Errorf("tag: %s: not a directory", dir)
+	}
+
+	r, err := locate(ctx, dir)
+	if err != nil {
+		return state{}, err
+	}
+
+	committed, err := r.git(ctx, nil, "rev-parse", "--verify", "--quiet", "HEAD:"+r.prefix)
+	if err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return state{}, fmt.Errorf("tag: %s: %w", dir, ErrNotCommitted)
+		}
+		return state{}, fmt.Errorf("tag: %s: %w", dir, err)
+	}
+
+	working, err := r.workingTree(ctx)
+	if err != nil {
+		return state{}, fmt.Errorf("tag: %s: %w", dir, err)
+	}
+	return state{committed: committed, working: working}, nil
+}
+
+// repo is a folder located in its repository.
+type repo struct {
+	top     string // the work tree's top folder
+	prefix  string // the folder relative to top, slash-separated, "" for top itself
+	index   string // the repository's index file (it may not exist)
+	objects string // the repository's object directory
+}
+
+// locate finds the repository that holds dir.
+func locate(ctx context.Context, dir string) (repo, error) {
+	in := repo{top: dir}
+	inside, err := in.git(ctx, nil, "rev-parse", "--is-inside-work-tree")
+	if err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return repo{}, fmt.Errorf("tag: %s: %w: %w", dir, ErrNotRepository, err)
+		}
+		return repo{}, fmt.Errorf("tag: %s: %w", dir, err)
+	}
+	if inside != "true" {
+		return repo{}, fmt.Errorf("tag: %s: %w", dir, ErrOutsideWorkTree)
+	}
+	out, err := in.git(ctx, nil, "rev-parse", "--show-toplevel", "--show-prefix",
+		"--git-path", "index", "--git-path", "objects")
+	if err != nil {
+		return repo{}, fmt.Errorf("tag: %s: %w", dir, err)
+	}
+	lines := strings.Split(out, "\n")
+	if len(lines) != 4 {
+		return repo{}, fmt.Errorf("tag: %s: unexpected output of git rev-parse: %q", dir, out)
+	}
+	// --git-path answers relative to the folder git ran in, symlinks resolved: top/prefix.
+	cwd := filepath.Join(lines[0], filepath.FromSlash(lines[1]))
+	abs := func(p string) (string, error) {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(cwd, p)
+		}
+		return filepath.Abs(p)
+	}
+	index, err := abs(lines[2])
+	if err != nil {
+		return repo{}, fmt.Errorf("tag: %s: %w", dir, err)
+	}
+	objects, err := abs(lines[3])
+	if err != nil {
+		return repo{}, fmt.Errorf("tag: %s: %w", dir, err)
+	}
+	return repo{
+		top:     lines[0],
+		prefix:  strings.TrimSuffix(lines[1], "/"),
+		index:   index,
+		objects: objects,
+	}, nil
+}
+
+// workingTree returns the tree hash that the folder would have if its working state were
+// committed, using a temporary index and object directory so that the repository is not
+// changed.
+func (r repo) workingTree(ctx context.Context) (string, error) {
+	tmp, err := os.MkdirTemp("", "kiln-tag-")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = os.RemoveAll(tmp) }()
+	index := filepath.Join(tmp, "index")
+	objects := filepath.Join(tmp, "objects")
+	if err := os.Mkdir(objects, 0o700); err != nil {
+		return "", err
+	}
+	env := []string{
+		"GIT_INDEX_FILE=" + index,
+		"GIT_OBJECT_DIRECTORY=" + objects,
+		"GIT_ALTERNATE_OBJECT_DIRECTORIES=" + r.objects,
+	}
+
+	switch err := copyFile(index, r.index); {
+	case errors.Is(err, fs.ErrNotExist):
+		// No index (possible after `rm .git/index`): start from HEAD's tree so that tracked
+		// files matched by .gitignore still count.
+		if _, err := r.git(ctx, env, "read-tree", "HEAD"); err != nil {
+			return "", err
+		}
+	case err != nil:
+		return "", fmt.Errorf("copying the git index: %w", err)
+	}
+
+	pathspec := r.prefix
+	if pathspec == "" {
+		pathspec = "."
+	}
+	if _, err := r.git(ctx, env, "--literal-pathspecs", "add", "--all", "--", pathspec); err != nil {
+		return "", err
+	}
+	root, err := r.git(ctx, env, "write-tree")
+	if err != nil {
+		return "", err
+	}
+	tree, err := r.git(ctx, env, "rev-parse", "--verify", "--quiet", root+":"+r.prefix)
+	if err == nil {
+		return tree, nil
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		return "", err
+	}
+	// The folder holds nothing git would record (all its files were deleted, or are ignored):
+	// its working state is the empty tree.
+	return r.gitStdin(ctx, "", "hash-object", "-t", "tree", "--stdin")
+}
+
+// copyFile copies the file src to dst (created).
+func copyFile(dst, src string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// gitCommand is the git executable, looked up on PATH.
+const gitCommand = "git"
+
+// git runs git in the folder r.top with the extra environment env and returns its standard
+// output without its final newlines.
+func (r repo) git(ctx context.Context, env []string, args ...string) (string, error) {
+	return r.run(ctx, env, nil, args...)
+}
+
+// gitStdin is git with stdin as standard input.
+func (r repo) gitStdin(ctx context.Context, stdin string, args ...string) (string, error) {
+	return r.run(ctx, nil, strings.NewReader(stdin), args...)
+}
+
+func (r repo) run(ctx context.Context, env []string, stdin io.Reader, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, gitCommand, append([]string{"-C", r.top}, args...)...)
+	cmd.Env = append(gitEnv(), env...)
+	cmd.Stdin = stdin
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return "", fmt.Errorf("git %s: %w", strings.Join(args, " "), ctxErr)
+		}
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			return "", fmt.Errorf("git %s: %w", strings.Join(args, " "), err)
+		}
+		return "", fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, msg)
+	}
+	return strings.TrimRight(stdout.String(), "\n"), nil
+}
+
+// gitEnv is the process environment without the variables that would make git use another
+// repository, work tree or index than the one found from the folder (as set, for example,
+// inside a git hook).
+func gitEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_PREFIX", "GIT_COMMON_DIR",
+			"GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
