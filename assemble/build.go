@@ -1,0 +1,207 @@
+package assemble
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kiln-os/kiln/assemble/config"
+	"github.com/kiln-os/kiln/assemble/spec"
+	"github.com/kiln-os/kiln/internal/ocicache"
+)
+
+// Options configures one build. Zero values are sensible except Files, Formats and Cache.
+type Options struct {
+	Files   []string // YAML files, merged in order
+	Formats []Format
+	Dir     string // output folder (default ".")
+	Name    string // output name (default: the first file's base name without extension)
+	Output  string // -o: the file of a single-file format, "-" for Stdout
+	Arch    string // amd64, arm64 or s390x (default: the host's)
+	Cache   *ocicache.Cache
+	// Epoch is the timestamp of every entry (SOURCE_DATE_EPOCH); zero means Unix 0.
+	Epoch time.Time
+	// GzipLevel of the initramfs (default archive's default).
+	GzipLevel int
+	// Pull allows fetching references missing from the cache from their registry.
+	Pull bool
+	// UpdateLock re-resolves every reference instead of using the lock file's digests.
+	UpdateLock bool
+	// DryRun prints the merged, resolved YAML to Stdout and writes nothing.
+	DryRun bool
+	// PkgResolver expands "@pkg:DIR" references; nil leaves them as errors.
+	PkgResolver func(dir string) (string, error)
+	Stdout      io.Writer
+	Log         io.Writer // progress and warnings (default io.Discard)
+}
+
+// Result describes a finished build.
+type Result struct {
+	Outputs  []string // files written, in format order
+	LockFile string
+	Warnings []string
+}
+
+// Build runs the whole pipeline. On error nothing new is left in the output folder.
+func Build(ctx context.Context, opt Options) (*Result, error) {
+	b, err := newBuilder(opt)
+	if err != nil {
+		return nil, err
+	}
+	return b.run(ctx)
+}
+
+type builder struct {
+	opt      Options
+	platform v1.Platform
+	log      func(format string, args ...any)
+	warnings []string
+	// containerIDs are the uids LinuxKit's YAML gets when it names a container as a user.
+	containerIDs spec.ContainerIDs
+}
+
+func newBuilder(opt Options) (*builder, error) {
+	if len(opt.Files) == 0 {
+		return nil, errors.New("no YAML file given")
+	}
+	if opt.Cache == nil {
+		return nil, errors.New("no image cache")
+	}
+	if len(opt.Formats) == 0 && !opt.DryRun {
+		return nil, errors.New("no output format given")
+	}
+	if opt.Arch == "" {
+		opt.Arch = runtime.GOARCH
+	}
+	switch opt.Arch {
+	case "amd64", "arm64", "s390x":
+	default:
+		return nil, fmt.Errorf("unsupported architecture %q; expected amd64, arm64 or s390x", opt.Arch)
+	}
+	if opt.Epoch.IsZero() {
+		opt.Epoch = time.Unix(0, 0).UTC()
+	}
+	if opt.Dir == "" {
+		opt.Dir = "."
+	}
+	if opt.Name == "" {
+		base := filepath.Base(opt.Files[0])
+		opt.Name = strings.TrimSuffix(base, filepath.Ext(base))
+		if opt.Files[0] == "-" {
+			opt.Name = "kiln"
+		}
+	}
+	if opt.Output != "" {
+		if len(opt.Formats) != 1 || !opt.Formats[0].single {
+			return nil, errors.New("-o works with exactly one single-file format (tar, tar-kernel-initrd or docker)")
+		}
+	}
+	if opt.Log == nil {
+		opt.Log = io.Discard
+	}
+	if opt.Stdout == nil {
+		opt.Stdout = os.Stdout
+	}
+	b := &builder{opt: opt, platform: v1.Platform{OS: "linux", Architecture: opt.Arch}}
+	b.log = func(format string, args ...any) { fmt.Fprintf(opt.Log, format+"\n", args...) }
+	return b, nil
+}
+
+// lockPath is where the lock file of this build lives: beside the outputs.
+func (b *builder) lockPath() string {
+	if b.opt.Output != "" && b.opt.Output != "-" {
+		return b.opt.Output + ".lock.yml"
+	}
+	return filepath.Join(b.opt.Dir, b.opt.Name+".lock.yml")
+}
+
+func (b *builder) warn(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	b.warnings = append(b.warnings, msg)
+	b.log("warning: %s", msg)
+}
+
+func (b *builder) run(ctx context.Context) (*Result, error) {
+	sys, err := b.load()
+	if err != nil {
+		return nil, err
+	}
+	lock, err := readLock(b.lockPath(), b.opt.UpdateLock)
+	if err != nil {
+		return nil, err
+	}
+	res, err := b.resolveAll(ctx, sys, lock)
+	if err != nil {
+		return nil, err
+	}
+	if b.opt.DryRun {
+		pinned := res.pin(sys)
+		if err := pinned.Encode(b.opt.Stdout); err != nil {
+			return nil, fmt.Errorf("printing the resolved YAML: %w", err)
+		}
+		return &Result{Warnings: b.warnings}, nil
+	}
+
+	o := &outputs{dir: b.opt.Dir, name: b.opt.Name, mtime: b.opt.Epoch, level: b.opt.GzipLevel, stdout: b.opt.Stdout}
+	var ws fanout
+	for _, f := range b.opt.Formats {
+		w, err := f.open(o, b.opt.Output)
+		if err != nil {
+			o.abort()
+			return nil, fmt.Errorf("format %s: %w", f.Name, err)
+		}
+		ws = append(ws, w)
+	}
+	if err := b.writeSystem(ctx, sys, res, ws); err != nil {
+		o.abort()
+		return nil, err
+	}
+	if err := ws.Close(); err != nil {
+		o.abort()
+		return nil, err
+	}
+	lockFile, err := o.create(b.lockPath())
+	if err != nil {
+		o.abort()
+		return nil, err
+	}
+	if err := res.lock().write(lockFile, b.opt.Arch); err != nil {
+		o.abort()
+		return nil, err
+	}
+	done, err := o.commit()
+	if err != nil {
+		o.abort()
+		return nil, err
+	}
+	for _, d := range done {
+		b.log("wrote %s", d)
+	}
+	return &Result{Outputs: done[:len(done)-1], LockFile: done[len(done)-1], Warnings: b.warnings}, nil
+}
+
+// load parses, merges, expands and validates the YAML files.
+func (b *builder) load() (*config.System, error) {
+	res, err := config.Load(b.opt.Files...)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range res.Warnings {
+		b.warn("%s", w.Error())
+	}
+	sys := res.System
+	if b.opt.PkgResolver != nil {
+		if err := sys.ExpandPkgs(b.opt.PkgResolver, ""); err != nil {
+			return nil, err
+		}
+	}
+	return sys, nil
+}

@@ -1,0 +1,380 @@
+package assemble
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/kiln-os/kiln/assemble/config"
+	"github.com/kiln-os/kiln/assemble/spec"
+	"github.com/kiln-os/kiln/internal/archive"
+	"github.com/kiln-os/kiln/internal/layers"
+)
+
+// labelKey is the image label whose JSON holds an image's own runtime defaults.
+const labelKey = "org.mobyproject.config"
+
+// writeSystem streams the whole system, in LinuxKit's order: kernel, init images, onboot,
+// onshutdown, services, volumes, files.
+func (b *builder) writeSystem(ctx context.Context, sys *config.System, res resolution, w archive.Writer) error {
+	t := newTree(w, b.warn)
+	b.containerIDs = spec.AllocateContainerIDs(sys)
+	if sys.Kernel != nil {
+		t.owner = "kernel " + sys.Kernel.Image
+		b.log("adding kernel %s", sys.Kernel.Image)
+		if err := b.writeKernel(ctx, t, sys.Kernel, res[sys.Kernel.Image]); err != nil {
+			return fmt.Errorf("kernel %s: %w", sys.Kernel.Image, err)
+		}
+	}
+	for _, ref := range sys.Init {
+		t.owner = "init image " + ref
+		b.log("adding init %s", ref)
+		if _, err := layers.Flatten(ctx, imageLayers(res[ref]), t); err != nil {
+			return fmt.Errorf("init image %s: %w", ref, err)
+		}
+	}
+	sections := []struct {
+		kind   string
+		images []*config.Image
+		dir    func(i int, name string) string
+	}{
+		{"onboot", sys.Onboot, func(i int, n string) string { return fmt.Sprintf("containers/onboot/%03d-%s", i, n) }},
+		{"onshutdown", sys.Onshutdown, func(i int, n string) string { return fmt.Sprintf("containers/onshutdown/%03d-%s", i, n) }},
+		{"services", sys.Services, func(_ int, n string) string { return "containers/services/" + n }},
+	}
+	for _, s := range sections {
+		for i, img := range s.images {
+			t.owner = s.kind + " container " + img.Name
+			b.log("adding %s %s (%s)", s.kind, img.Name, img.Image)
+			if err := b.writeContainer(ctx, t, s.dir(i, img.Name), img, res[img.Image]); err != nil {
+				return fmt.Errorf("%s container %s: %w", s.kind, img.Name, err)
+			}
+		}
+	}
+	for _, v := range sys.Volumes {
+		t.owner = "volume " + v.Name
+		if err := b.writeVolume(ctx, t, v, res); err != nil {
+			return fmt.Errorf("volume %s: %w", v.Name, err)
+		}
+	}
+	if len(sys.Files) > 0 {
+		b.log("adding %d files", len(sys.Files))
+	}
+	for _, f := range sys.Files {
+		t.owner = "files entry " + f.Path
+		if err := b.writeFile(t, sys, res, f); err != nil {
+			return fmt.Errorf("files: %s: %w", f.Path, err)
+		}
+	}
+	return nil
+}
+
+// writeKernel adds boot/kernel, boot/cmdline, the microcode and the modules from the kernel
+// image's kernel.tar, unpacked into the root.
+func (b *builder) writeKernel(ctx context.Context, t *tree, k *config.Kernel, r *resolved) error {
+	binary := strings.TrimPrefix(k.Binary, "/")
+	if binary == "" {
+		binary = "kernel"
+	}
+	tarName := "kernel.tar"
+	if k.Tar != nil {
+		tarName = strings.TrimPrefix(*k.Tar, "/")
+	}
+	ls := imageLayers(r)
+	// Microcode goes first in the initramfs, so it is read before anything else streams.
+	if k.UCode != "" {
+		data, err := layers.ReadFile(ctx, ls, k.UCode, 64<<20)
+		if err != nil {
+			return fmt.Errorf("microcode %s: %w", k.UCode, err)
+		}
+		if err := t.WriteEntry(regular(bootUcode, 0o644, len(data)), bytes.NewReader(data)); err != nil {
+			return err
+		}
+	}
+	kw := &kernelWriter{t: t, binary: binary, tarName: tarName}
+	if _, err := layers.Flatten(ctx, ls, kw); err != nil {
+		return err
+	}
+	if !kw.sawBinary {
+		return fmt.Errorf("the image has no /%s (set kernel.binary to the kernel's file name)", binary)
+	}
+	if tarName != "none" && !kw.sawTar {
+		return fmt.Errorf("the image has no /%s (set kernel.tar to its name, or to \"none\")", tarName)
+	}
+	return t.WriteEntry(regular(bootCmdline, 0o644, len(k.Cmdline)), strings.NewReader(k.Cmdline))
+}
+
+func regular(name string, mode int64, size int) archive.Entry {
+	return archive.Entry{Header: &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(size)}}
+}
+
+// kernelWriter picks the kernel binary and the modules tar out of the kernel image.
+type kernelWriter struct {
+	t                 *tree
+	binary, tarName   string
+	sawBinary, sawTar bool
+}
+
+func (k *kernelWriter) WriteEntry(e archive.Entry, body io.Reader) error {
+	switch {
+	case e.Name == k.binary && e.Typeflag == tar.TypeReg:
+		k.sawBinary = true
+		return k.t.WriteEntry(archive.Entry{Header: &tar.Header{
+			Typeflag: tar.TypeReg, Name: bootKernel, Mode: 0o644, Size: e.Size}}, body)
+	case e.Name == k.tarName && e.Typeflag == tar.TypeReg:
+		k.sawTar = true
+		return copyTar(k.t, body, "/"+k.tarName)
+	}
+	return nil
+}
+
+func (k *kernelWriter) Close() error { return nil }
+
+// copyTar unpacks a tar stream into the system at its root. Hard links inside it become
+// copies' links only when the target came first, which is how tar writes them.
+func copyTar(w archive.Writer, r io.Reader, what string) error {
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", what, err)
+		}
+		for _, el := range strings.Split(hdr.Name, "/") {
+			if el == ".." {
+				return fmt.Errorf("%s: entry %q escapes the root", what, hdr.Name)
+			}
+		}
+		name := path.Clean("/" + hdr.Name)
+		hdr.Name = strings.TrimPrefix(name, "/")
+		if hdr.Typeflag == tar.TypeLink {
+			return fmt.Errorf("%s: hard link %s -> %s is not supported in this tar; store a copy", what, hdr.Name, hdr.Linkname)
+		}
+		if hdr.Name == "" {
+			continue
+		}
+		if err := w.WriteEntry(archive.Entry{Header: hdr}, tr); err != nil {
+			return err
+		}
+	}
+}
+
+// writeContainer writes config.json, runtime.json and rootfs/ of one container.
+func (b *builder) writeContainer(ctx context.Context, t *tree, dir string, img *config.Image, r *resolved) error {
+	var label *config.Image
+	if r.config.Config.Labels != nil {
+		if data, ok := r.config.Config.Labels[labelKey]; ok {
+			var err error
+			label, err = config.ParseImageLabel(fmt.Sprintf("label %s of %s", labelKey, img.Image), []byte(data))
+			if err != nil {
+				return err
+			}
+		}
+	}
+	ls := imageLayers(r)
+	s, rt, err := spec.Generate(spec.Input{
+		Name:  img.Name,
+		YAML:  img,
+		Label: label,
+		Image: *r.config,
+		// Names LinuxKit gives each container (its id counter) come first, then the image's
+		// own /etc/passwd and /etc/group, read only if a name needs them.
+		IDs: spec.Chain{b.containerIDs, &lazyIDs{ctx: ctx, layers: ls}},
+	})
+	if err != nil {
+		return err
+	}
+	cfg, err := spec.Marshal(s)
+	if err != nil {
+		return err
+	}
+	rtJSON, err := spec.MarshalRuntime(rt)
+	if err != nil {
+		return err
+	}
+	if err := t.mkdirAll(dir); err != nil {
+		return err
+	}
+	if err := t.WriteEntry(regular(dir+"/config.json", 0o644, len(cfg)), bytes.NewReader(cfg)); err != nil {
+		return err
+	}
+	if err := t.WriteEntry(regular(dir+"/runtime.json", 0o644, len(rtJSON)), bytes.NewReader(rtJSON)); err != nil {
+		return err
+	}
+	_, err = layers.Flatten(ctx, ls, t, layers.WithPrefix(dir+"/rootfs"))
+	return err
+}
+
+// lazyIDs reads /etc/passwd and /etc/group from the image only when a name needs them.
+type lazyIDs struct {
+	ctx    context.Context
+	layers []layers.Layer
+	users  spec.IDLookup
+	groups spec.IDLookup
+}
+
+func (l *lazyIDs) load(file string, parse func(io.Reader) (spec.IDLookup, error)) (spec.IDLookup, error) {
+	data, err := layers.ReadFile(l.ctx, l.layers, file, 16<<20)
+	if errors.Is(err, fs.ErrNotExist) {
+		data = nil
+	} else if err != nil {
+		return nil, err
+	}
+	return parse(bytes.NewReader(data))
+}
+
+func (l *lazyIDs) User(name string) (uint32, uint32, error) {
+	if l.users == nil {
+		u, err := l.load("etc/passwd", spec.ParsePasswd)
+		if err != nil {
+			return 0, 0, err
+		}
+		l.users = u
+	}
+	return l.users.User(name)
+}
+
+func (l *lazyIDs) Group(name string) (uint32, error) {
+	if l.groups == nil {
+		g, err := l.load("etc/group", spec.ParseGroup)
+		if err != nil {
+			return 0, err
+		}
+		l.groups = g
+	}
+	return l.groups.Group(name)
+}
+
+// writeVolume writes a named volume under containers/volumes/NAME: empty without an image,
+// the image's files for format "filesystem" (the default), and an OCI layout of the image
+// for format "oci".
+func (b *builder) writeVolume(ctx context.Context, t *tree, v *config.Volume, res resolution) error {
+	dir := "containers/volumes/" + v.Name
+	if err := t.mkdirAll(dir); err != nil {
+		return err
+	}
+	if v.Image == "" {
+		return nil
+	}
+	r := res[v.Image]
+	switch v.Format {
+	case "", "filesystem":
+		_, err := layers.Flatten(ctx, imageLayers(r), t, layers.WithPrefix(dir+"/rootfs"))
+		return err
+	case "oci":
+		return writeOCILayout(t, dir+"/image", r)
+	}
+	return fmt.Errorf("unknown volume format %q; expected \"filesystem\" or \"oci\"", v.Format)
+}
+
+// writeFile adds one entry of the files section.
+func (b *builder) writeFile(t *tree, sys *config.System, res resolution, f *config.File) error {
+	name := strings.TrimPrefix(path.Clean("/"+f.Path), "/")
+	if name == "" {
+		return errors.New("path must name something below /")
+	}
+	mode, err := fileMode(f)
+	if err != nil {
+		return err
+	}
+	uid, err := numericID(f.UID, "uid")
+	if err != nil {
+		return err
+	}
+	gid, err := numericID(f.GID, "gid")
+	if err != nil {
+		return err
+	}
+	hdr := &tar.Header{Name: name, Mode: mode, Uid: uid, Gid: gid}
+	switch {
+	case f.Directory:
+		hdr.Typeflag = tar.TypeDir
+		return t.WriteEntry(archive.Entry{Header: hdr}, nil)
+	case f.Symlink != "":
+		hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, f.Symlink
+		return t.WriteEntry(archive.Entry{Header: hdr}, nil)
+	case f.Contents != nil:
+		hdr.Typeflag, hdr.Size = tar.TypeReg, int64(len(*f.Contents))
+		return t.WriteEntry(archive.Entry{Header: hdr}, strings.NewReader(*f.Contents))
+	case f.Metadata != "":
+		if f.Metadata != "yaml" {
+			return fmt.Errorf("metadata %q: expected \"yaml\"", f.Metadata)
+		}
+		var buf bytes.Buffer
+		if err := res.pin(sys).Encode(&buf); err != nil {
+			return err
+		}
+		hdr.Typeflag, hdr.Size = tar.TypeReg, int64(buf.Len())
+		return t.WriteEntry(archive.Entry{Header: hdr}, &buf)
+	case f.Source != "":
+		return writeSourceFile(t, hdr, f)
+	}
+	return errors.New("needs one of directory, symlink, contents, metadata or source")
+}
+
+func writeSourceFile(t *tree, hdr *tar.Header, f *config.File) error {
+	src := f.Source
+	if strings.HasPrefix(src, "~/") {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return err
+		}
+		src = filepath.Join(home, src[2:])
+	} else if !filepath.IsAbs(src) && f.BaseDir() != "" {
+		src = filepath.Join(f.BaseDir(), src)
+	}
+	file, err := os.Open(src)
+	if errors.Is(err, fs.ErrNotExist) && f.Optional {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	defer file.Close()
+	st, err := file.Stat()
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("source %s is not a regular file", f.Source)
+	}
+	hdr.Typeflag, hdr.Size = tar.TypeReg, st.Size()
+	return t.WriteEntry(archive.Entry{Header: hdr}, io.LimitReader(file, st.Size()))
+}
+
+// fileMode parses an octal mode; directories default to 0755 and everything else to 0600,
+// as in LinuxKit.
+func fileMode(f *config.File) (int64, error) {
+	if f.Mode == "" {
+		if f.Directory {
+			return 0o755, nil
+		}
+		return 0o600, nil
+	}
+	m, err := strconv.ParseUint(f.Mode, 8, 32)
+	if err != nil || m > 0o7777 {
+		return 0, fmt.Errorf("mode %q: expected an octal mode such as 0644", f.Mode)
+	}
+	return int64(m), nil
+}
+
+func numericID(v *config.IDValue, field string) (int, error) {
+	if v == nil {
+		return 0, nil
+	}
+	if v.ID == nil {
+		return 0, fmt.Errorf("%s %q: files take numeric ids (there is no image to look names up in)", field, v.Name)
+	}
+	return int(*v.ID), nil
+}

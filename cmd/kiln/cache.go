@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kiln-os/kiln/internal/archive"
+	"github.com/kiln-os/kiln/internal/layers"
+	"github.com/kiln-os/kiln/internal/ocicache"
+)
+
+type cacheCommand struct {
+	name, usage, summary string
+	run                  func(ctx context.Context, c *ocicache.Cache, args []string) error
+}
+
+func cacheCommands() []cacheCommand {
+	return []cacheCommand{
+		{"ls", "kiln cache ls", "list the images in the cache", cacheLs},
+		{"rm", "kiln cache rm REF...", "remove images and the blobs only they used", cacheRm},
+		{"clean", "kiln cache clean [-all]", "remove unreferenced blobs and temporary files (-all: everything)", cacheClean},
+		{"import", "kiln cache import [-name REF] FILE.tar|-", "import an OCI layout tar (BuildKit's OCI exporter, LinuxKit, skopeo)", cacheImport},
+		{"export", "kiln cache export [-format oci|filesystem] [-arch A] -o FILE|- REF...", "export images as an OCI layout tar, or one image's files as a tar", cacheExport},
+		{"pull", "kiln cache pull [-arch A] REF...", "pull images from their registry into the cache", cachePull},
+		{"push", "kiln cache push REF...", "push images (and multi-arch indexes) from the cache to their registry", cachePush},
+	}
+}
+
+func runCache(ctx context.Context, args []string) error {
+	cacheDir := ""
+	// A -cache flag may come before the subcommand.
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		a := strings.TrimLeft(args[0], "-")
+		switch {
+		case a == "cache" && len(args) > 1:
+			cacheDir, args = args[1], args[2:]
+		case strings.HasPrefix(a, "cache="):
+			cacheDir, args = strings.TrimPrefix(a, "cache="), args[1:]
+		case a == "h" || a == "help":
+			printCacheUsage(os.Stderr)
+			return nil
+		default:
+			return usageError{"unknown flag " + args[0]}
+		}
+	}
+	if len(args) == 0 {
+		printCacheUsage(os.Stderr)
+		return usageError{"no cache command given"}
+	}
+	for _, cc := range cacheCommands() {
+		if cc.name != args[0] {
+			continue
+		}
+		c, err := openCache(cacheDir)
+		if err != nil {
+			return err
+		}
+		return cc.run(ctx, c, args[1:])
+	}
+	printCacheUsage(os.Stderr)
+	return usageError{fmt.Sprintf("unknown cache command %q", args[0])}
+}
+
+func printCacheUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage: kiln cache [-cache DIR] COMMAND ...\n\nThe cache is an OCI image layout (default $KILN_CACHE or ~/.kiln/cache).\n\nCommands:")
+	for _, cc := range cacheCommands() {
+		fmt.Fprintf(w, "  %-7s %s\n", cc.name, cc.summary)
+	}
+}
+
+func lookupCache(name string) cacheCommand {
+	for _, cc := range cacheCommands() {
+		if cc.name == name {
+			return cc
+		}
+	}
+	return cacheCommand{}
+}
+
+func cacheLs(_ context.Context, c *ocicache.Cache, args []string) error {
+	cc := lookupCache("ls")
+	fs := newFlags("cache ls", cc.usage, cc.summary)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	entries, err := c.List()
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REFERENCE\tDIGEST\tPLATFORMS\tSIZE")
+	for _, e := range entries {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Familiar, shortDigest(e.Digest), strings.Join(e.Platforms, ","), humanSize(e.Size))
+	}
+	return tw.Flush()
+}
+
+func cacheRm(_ context.Context, c *ocicache.Cache, args []string) error {
+	cc := lookupCache("rm")
+	fs := newFlags("cache rm", cc.usage, cc.summary)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usageError{"no reference given"}
+	}
+	return c.Remove(fs.Args()...)
+}
+
+func cacheClean(_ context.Context, c *ocicache.Cache, args []string) error {
+	cc := lookupCache("clean")
+	fs := newFlags("cache clean", cc.usage, cc.summary)
+	all := fs.Bool("all", false, "remove every image, not only unreferenced blobs")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	return c.Clean(*all)
+}
+
+func cacheImport(_ context.Context, c *ocicache.Cache, args []string) error {
+	cc := lookupCache("import")
+	fs := newFlags("cache import", cc.usage, cc.summary)
+	name := fs.String("name", "", "reference to give the image when the tar does not name it")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"give exactly one tar file (or - for standard input)"}
+	}
+	var r io.Reader = os.Stdin
+	if fs.Arg(0) != "-" {
+		f, err := os.Open(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r = f
+	}
+	var opts []ocicache.ImportOption
+	if *name != "" {
+		opts = append(opts, ocicache.WithName(*name))
+	}
+	refs, err := c.Import(r, opts...)
+	if err != nil {
+		return err
+	}
+	for _, ref := range refs {
+		fmt.Fprintln(os.Stderr, "imported", ocicache.Familiar(ref))
+	}
+	return nil
+}
+
+func cacheExport(ctx context.Context, c *ocicache.Cache, args []string) error {
+	cc := lookupCache("export")
+	fs := newFlags("cache export", cc.usage, cc.summary)
+	format := fs.String("format", "oci", "oci (an OCI layout tar) or filesystem (one image's files, flattened)")
+	arch := fs.String("arch", "", "platform architecture for -format filesystem (default: the host's)")
+	out := fs.String("o", "", "output file, - for standard output (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usageError{"-o FILE is required"}
+	}
+	if fs.NArg() == 0 {
+		return usageError{"no reference given"}
+	}
+	return writeAtomically(*out, func(w io.Writer) error {
+		switch *format {
+		case "oci":
+			return c.ExportOCI(w, fs.Args()...)
+		case "filesystem":
+			if fs.NArg() != 1 {
+				return usageError{"-format filesystem exports exactly one image"}
+			}
+			return exportFilesystem(ctx, c, fs.Arg(0), *arch, w)
+		}
+		return usageError{fmt.Sprintf("unknown export format %q; expected oci or filesystem", *format)}
+	})
+}
+
+func exportFilesystem(ctx context.Context, c *ocicache.Cache, ref, arch string, w io.Writer) error {
+	p := hostPlatform(arch)
+	img, _, err := c.Image(ref, &p)
+	if err != nil {
+		return err
+	}
+	ls, err := imageLayerList(img)
+	if err != nil {
+		return err
+	}
+	epoch, err := sourceDateEpoch()
+	if err != nil {
+		return err
+	}
+	tw := archive.NewTarWriter(w, archive.WithModTime(epoch))
+	if _, err := layers.Flatten(ctx, ls, tw); err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+func imageLayerList(img v1.Image) ([]layers.Layer, error) {
+	ls, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]layers.Layer, len(ls))
+	for i, l := range ls {
+		out[i] = layers.LayerFunc(l.Uncompressed)
+	}
+	return out, nil
+}
+
+func cachePull(ctx context.Context, c *ocicache.Cache, args []string) error {
+	cc := lookupCache("pull")
+	fs := newFlags("cache pull", cc.usage, cc.summary)
+	arch := fs.String("arch", "", "pull only this architecture of a multi-arch image (default: all)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usageError{"no reference given"}
+	}
+	var opts []ocicache.RemoteOption
+	if *arch != "" {
+		opts = append(opts, ocicache.WithPlatforms(hostPlatform(*arch)))
+	}
+	for _, ref := range fs.Args() {
+		d, err := c.Pull(ctx, ref, opts...)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "pulled %s %s\n", ocicache.Familiar(ref), d.Digest)
+	}
+	return nil
+}
+
+func cachePush(ctx context.Context, c *ocicache.Cache, args []string) error {
+	cc := lookupCache("push")
+	fs := newFlags("cache push", cc.usage, cc.summary)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usageError{"no reference given"}
+	}
+	for _, ref := range fs.Args() {
+		if err := c.Push(ctx, ref); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "pushed %s\n", ocicache.Familiar(ref))
+	}
+	return nil
+}
+
+func hostPlatform(arch string) v1.Platform {
+	if arch == "" {
+		arch = goarch()
+	}
+	return v1.Platform{OS: "linux", Architecture: arch}
+}
+
+func shortDigest(h v1.Hash) string {
+	if len(h.Hex) < 12 {
+		return h.String()
+	}
+	return h.Algorithm + ":" + h.Hex[:12]
+}
+
+func humanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// writeAtomically writes a file through a temporary name ("-" is standard output).
+func writeAtomically(path string, write func(io.Writer) error) error {
+	if path == "-" {
+		return write(os.Stdout)
+	}
+	f, err := os.CreateTemp(dirOf(path), ".kiln-tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+func dirOf(path string) string { return filepath.Dir(path) }
+
+func goarch() string { return runtime.GOARCH }

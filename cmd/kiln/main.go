@@ -1,0 +1,173 @@
+// Command kiln builds lean, immutable, bootable Linux systems from YAML whose every part is
+// an OCI image. This file and its siblings only wire flags to the packages that do the work.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// command is one subcommand: its usage line, its summary, and what runs it.
+type command struct {
+	name    string
+	usage   string
+	summary string
+	run     func(ctx context.Context, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"build", "kiln build [flags] FILE.yml...", "build a system from YAML into output files", runBuild},
+		{"validate", "kiln validate FILE.yml...", "check YAML files without resolving images", runValidate},
+		{"cache", "kiln cache ls|rm|clean|import|export|pull|push ...", "manage the local OCI image cache", runCache},
+		{"version", "kiln version", "print kiln's version", runVersion},
+	}
+}
+
+// usageError marks a mistake in how kiln was called (exit code 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		if len(args) > 1 {
+			args = []string{args[1], "-h"}
+		} else {
+			printUsage(stderr)
+			if len(args) == 0 {
+				return 2
+			}
+			return 0
+		}
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, args[1:])
+		var ue usageError
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.As(err, &ue):
+			fmt.Fprintf(stderr, "kiln %s: %v\nusage: %s\n", c.name, err, c.usage)
+			return 2
+		default:
+			fmt.Fprintf(stderr, "kiln %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "kiln: unknown command %q\n\n", args[0])
+	printUsage(stderr)
+	return 2
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "kiln builds bootable, immutable Linux systems from YAML; every part is an OCI image.")
+	fmt.Fprintln(w, "\nUsage:\n  kiln COMMAND [flags] [arguments]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'kiln help COMMAND' or 'kiln COMMAND -h' for a command's flags.")
+	fmt.Fprintln(w, "Environment: KILN_CACHE (image cache folder, default ~/.kiln/cache), SOURCE_DATE_EPOCH.")
+}
+
+// newFlags makes a flag set whose -h prints the usage line, the summary and the flags.
+func newFlags(name, usage, summary string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s\n\n%s\n", usage, summary)
+		var any bool
+		fs.VisitAll(func(*flag.Flag) { any = true })
+		if any {
+			fmt.Fprintln(fs.Output(), "\nFlags:")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+// parseFlags parses, turning flag errors into usage errors.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(interleave(fs, args)); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	return nil
+}
+
+// interleave moves flags that follow positional arguments in front of them, so that
+// `kiln build x.yml -format tar` works as users expect.
+func interleave(fs *flag.FlagSet, args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue
+		}
+		if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
+			continue
+		}
+		if i+1 < len(args) {
+			flags = append(flags, args[i+1])
+			i++
+		}
+	}
+	return append(flags, pos...)
+}
+
+// version is set at link time by the Makefile when it knows better.
+var version = "dev"
+
+func runVersion(_ context.Context, args []string) error {
+	fs := newFlags("version", "kiln version", "Print kiln's version.")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	fmt.Println("kiln", version)
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
