@@ -15,6 +15,7 @@ import (
 
 	"github.com/kiln-os/kiln/assemble/config"
 	"github.com/kiln-os/kiln/assemble/spec"
+	"github.com/kiln-os/kiln/internal/archive"
 	"github.com/kiln-os/kiln/internal/ocicache"
 )
 
@@ -85,6 +86,12 @@ func newBuilder(opt Options) (*builder, error) {
 	case "amd64", "arm64", "s390x":
 	default:
 		return nil, fmt.Errorf("unsupported architecture %q; expected amd64, arm64 or s390x", opt.Arch)
+	}
+	switch {
+	case opt.GzipLevel == 0:
+		opt.GzipLevel = archive.DefaultGzipLevel
+	case opt.GzipLevel < 1 || opt.GzipLevel > 9:
+		return nil, fmt.Errorf("gzip level %d: expected 1 (fastest) to 9 (smallest)", opt.GzipLevel)
 	}
 	if opt.Epoch.IsZero() {
 		opt.Epoch = time.Unix(0, 0).UTC()

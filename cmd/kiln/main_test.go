@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCLIExitCodesAndMessages(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yml")
+	if err := os.WriteFile(bad, []byte("services:\n  - name: x\n    image: y\n    capabilities: [CAP_NOPE]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(dir, "good.yml")
+	if err := os.WriteFile(good, []byte("init:\n  - kiln/nothing:v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KILN_CACHE", filepath.Join(dir, "cache"))
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "Commands:"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"build"}, 2, "no YAML file given"},
+		{[]string{"build", "-format", "iso-bios", good}, 2, `unknown output format "iso-bios"; expected one of kernel+initrd, tar`},
+		{[]string{"build", "-format", "tar,tar", good}, 2, `output format "tar" given twice`},
+		{[]string{"validate", bad}, 1, "bad.yml:4:20: services[0].capabilities[0]: unknown capability"},
+		{[]string{"validate", good}, 0, ""},
+		{[]string{"build", "-pull=false", "-dir", dir, good}, 1, "image kiln/nothing:v1: not found in the cache"},
+		{[]string{"build", "-arch", "riscv64", good}, 1, `unsupported architecture "riscv64"`},
+		{[]string{"cache", "frob"}, 2, `unknown cache command "frob"`},
+		{[]string{"cache", "rm"}, 2, "no reference given"},
+		{[]string{"cache", "export", "kiln/x:v1"}, 2, "-o FILE is required"},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var stderr bytes.Buffer
+			code := run(context.Background(), tc.args, &stderr)
+			if code != tc.code {
+				t.Errorf("exit code %d, want %d; stderr:\n%s", code, tc.code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("stderr lacks %q:\n%s", tc.want, stderr.String())
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "good.lock.yml")); err == nil {
+		t.Error("a failed build wrote a lock file")
+	}
+}
+
+func TestInterleaveFlagsAfterFiles(t *testing.T) {
+	fs := newFlags("build", "", "")
+	format := fs.String("format", "", "")
+	dry := fs.Bool("dry-run", false, "")
+	if err := parseFlags(fs, []string{"a.yml", "-format", "tar", "b.yml", "-dry-run"}); err != nil {
+		t.Fatal(err)
+	}
+	if *format != "tar" || !*dry || strings.Join(fs.Args(), ",") != "a.yml,b.yml" {
+		t.Errorf("format=%q dry=%v args=%v", *format, *dry, fs.Args())
+	}
+}
