@@ -389,16 +389,6 @@ func TestAliasBomb(t *testing.T) {
 	}
 }
 
-func indent(s, prefix string) string {
-	lines := strings.SplitAfter(s, "\n")
-	for i, l := range lines {
-		if l != "" {
-			lines[i] = prefix + l
-		}
-	}
-	return strings.Join(lines, "")
-}
-
 func TestValidateErrors(t *testing.T) {
 	const svc = "services:\n  - name: a\n    image: b\n"
 	tests := []struct {

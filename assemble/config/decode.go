@@ -330,7 +330,7 @@ func (d *decoder) decodeInt(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	tag := n.ShortTag()
-	if tag != "!!int" && !(tag == "!!float" && looksInteger(n.Value)) {
+	if tag != "!!int" && (tag != "!!float" || !looksInteger(n.Value)) {
 		d.typeError(n, t, path)
 		return
 	}

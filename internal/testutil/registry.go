@@ -143,7 +143,7 @@ http:
 	go func() { exited <- cmd.Wait() }()
 	stop := func() {
 		_ = cmd.Process.Kill()
-		<-exited
+		_ = <-exited
 	}
 
 	client := &http.Client{Timeout: time.Second}
@@ -152,19 +152,19 @@ http:
 		select {
 		case err := <-exited:
 			exited <- err
-			return "", fmt.Errorf("registry exited early (%v): %s", err, out.String())
+			return "", fmt.Errorf("registry exited early (%w): %s", err, out.String())
 		default:
 		}
 		resp, err := client.Get("http://" + hostPort + "/v2/")
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				break
 			}
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return "", fmt.Errorf("registry did not answer on %s: %v: %s", hostPort, err, out.String())
+			return "", fmt.Errorf("registry did not answer on %s: %w: %s", hostPort, err, out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
