@@ -1,0 +1,461 @@
+package layers
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+)
+
+const (
+	whiteoutPrefix = ".wh."
+	whiteoutMeta   = ".wh..wh."
+	whiteoutOpaque = ".wh..wh..opq"
+)
+
+// pos names one entry of one layer: the idx-th header (from 0) of layer number layer.
+type pos struct {
+	layer, idx int32
+}
+
+var noPos = pos{-1, -1}
+
+func (p pos) valid() bool { return p.layer >= 0 }
+
+// node is one path of the flattened view as pass 1 leaves it. Nodes that an upper layer
+// removes are detached from the tree (they may still be referenced as hard-link sources).
+type node struct {
+	name     string
+	parent   *node
+	children map[string]*node // non-nil exactly for directories
+	hdr      *tar.Header      // directories: cleaned header of the winning entry, nil when synthesised
+	at       pos              // entry written by pass 2 (for directories: the first one naming it)
+	typ      byte             // non-directories: the normalised type flag of the winning entry
+	group    *group           // non-directories sharing content through hard links
+
+	visible bool   // reachable from the root once every layer is indexed
+	emitted bool   // pass 2: written
+	out     string // pass 2: output name, once written
+}
+
+func (n *node) isDir() bool { return n.children != nil }
+
+// rel is the path of n relative to the image root ("." for the root).
+func (n *node) rel() string {
+	if n.parent == nil {
+		return "."
+	}
+	var parts []string
+	for m := n; m.parent != nil; m = m.parent {
+		parts = append(parts, m.name)
+	}
+	for i, j := 0, len(parts)-1; i < j; i, j = i+1, j-1 {
+		parts[i], parts[j] = parts[j], parts[i]
+	}
+	return strings.Join(parts, "/")
+}
+
+// group is a set of entries sharing one content through tar hard links: the source entry
+// that carries the body and the TypeLink entries that resolved to it.
+type group struct {
+	src   *node
+	links []*node // in stream order
+
+	// Decided once every layer is indexed.
+	head    *node // member written with the content; the other visible members link to it
+	count   int   // visible TypeLink entries that will name head
+	copyHdr bool  // src is not a regular file: visible links are written as copies of it
+	spool   bool  // src is hidden: pass 2 copies its body to the spool file
+
+	// Pass 2.
+	hdr       *tar.Header // cleaned header of src
+	off, size int64       // spooled content
+}
+
+// event is something pass 2 must do at one entry of a layer.
+type event struct {
+	idx   int32
+	n     *node  // write n from this entry
+	group *group // this entry is the source of group: keep its header (and spool its body)
+}
+
+// index is the result of pass 1.
+type index struct {
+	root   *node
+	events [][]event // per layer, by entry index
+	groups []*group  // in creation order
+}
+
+// rec is what pass 1 keeps of one entry while it indexes that entry's layer.
+type rec struct {
+	idx      int32
+	name     string // cleaned
+	kind     recKind
+	typ      byte        // normalised type flag
+	linkname string      // hard links: cleaned target
+	hdr      *tar.Header // directories: cleaned header
+}
+
+type recKind uint8
+
+const (
+	recEntry recKind = iota
+	recWhiteout
+	recOpaque
+)
+
+func newDir(name string, parent *node, hdr *tar.Header, at pos) *node {
+	return &node{name: name, parent: parent, children: map[string]*node{}, hdr: hdr, at: at}
+}
+
+// buildIndex is pass 1.
+func buildIndex(ctx context.Context, layers []Layer) (*index, error) {
+	idx := &index{root: newDir("", nil, nil, noPos), events: make([][]event, len(layers))}
+	for i, l := range layers {
+		recs, err := readHeaders(ctx, i, l)
+		if err != nil {
+			return nil, err
+		}
+		if err := idx.apply(int32(i), recs); err != nil {
+			return nil, err
+		}
+	}
+	idx.finish()
+	return idx, nil
+}
+
+// readHeaders reads the headers of one layer, skipping the bodies, and drains the stream so
+// that a verifying Layer sees its end.
+func readHeaders(ctx context.Context, li int, l Layer) (recs []rec, err error) {
+	rc, err := l.Open()
+	if err != nil {
+		return nil, fmt.Errorf("layer %d: open: %w", li, err)
+	}
+	defer func() {
+		if cerr := rc.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("layer %d: close: %w", li, cerr)
+		}
+	}()
+	tr := tar.NewReader(rc)
+	for i := int32(0); ; i++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		h, err := next(tr)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("layer %d entry %d: %w: %w", li, i, ErrInvalidLayer, err)
+		}
+		r, keep, err := newRec(i, h)
+		if err != nil {
+			return nil, fmt.Errorf("layer %d entry %d (%q): %w: %w", li, i, h.Name, ErrInvalidLayer, err)
+		}
+		if keep {
+			recs = append(recs, r)
+		}
+	}
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return nil, fmt.Errorf("layer %d: %w", li, err)
+	}
+	return recs, nil
+}
+
+// next is tr.Next, tolerating the ErrInsecurePath that GODEBUG=tarinsecurepath=0 adds (names
+// are checked here).
+func next(tr *tar.Reader) (*tar.Header, error) {
+	h, err := tr.Next()
+	if errors.Is(err, tar.ErrInsecurePath) && h != nil {
+		err = nil
+	}
+	return h, err
+}
+
+// newRec classifies one header. keep is false for entries that are dropped silently.
+func newRec(i int32, h *tar.Header) (r rec, keep bool, err error) {
+	name, err := cleanName(h.Name)
+	if err != nil {
+		return rec{}, false, err
+	}
+	r = rec{idx: i, name: name}
+	dir, base := path.Split(name)
+	dir = strings.TrimSuffix(dir, "/")
+	if strings.Contains(dir, whiteoutPrefix) {
+		for part := range strings.SplitSeq(dir, "/") {
+			if strings.HasPrefix(part, whiteoutMeta) {
+				return rec{}, false, nil // inside aufs metadata such as .wh..wh.plnk
+			}
+			if strings.HasPrefix(part, whiteoutPrefix) {
+				return rec{}, false, errors.New("whiteout used as a directory")
+			}
+		}
+	}
+	if dir == "" {
+		dir = "."
+	}
+	switch {
+	case base == whiteoutOpaque:
+		r.kind = recOpaque
+		r.name = dir
+		return r, true, nil
+	case strings.HasPrefix(base, whiteoutMeta):
+		return rec{}, false, nil
+	case strings.HasPrefix(base, whiteoutPrefix):
+		hidden := base[len(whiteoutPrefix):]
+		if hidden == "" || hidden == "." || hidden == ".." {
+			return rec{}, false, errors.New("invalid whiteout")
+		}
+		r.kind = recWhiteout
+		r.name = path.Join(dir, hidden)
+		return r, true, nil
+	}
+	r.typ, err = normType(h.Typeflag)
+	if err != nil {
+		return rec{}, false, err
+	}
+	if strings.IndexByte(h.Linkname, 0) >= 0 {
+		return rec{}, false, errors.New("link target contains NUL")
+	}
+	switch r.typ {
+	case tar.TypeDir:
+		r.hdr = cleanHeader(h, tar.TypeDir)
+	case tar.TypeLink:
+		if r.linkname, err = cleanName(h.Linkname); err != nil {
+			return rec{}, false, fmt.Errorf("hard link target: %w", err)
+		}
+		if r.linkname == "." {
+			return rec{}, false, errors.New("hard link to the root")
+		}
+	}
+	if name == "." && r.typ != tar.TypeDir {
+		return rec{}, false, errors.New("root is not a directory")
+	}
+	return r, true, nil
+}
+
+// normType maps the type flags that mean the same thing to one and rejects the rest.
+func normType(t byte) (byte, error) {
+	switch t {
+	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
+		return tar.TypeReg, nil
+	case tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		return t, nil
+	}
+	return 0, fmt.Errorf("unsupported entry type %q", t)
+}
+
+func isRegular(t byte) bool { return t == tar.TypeReg }
+
+// cleanHeader copies what the output keeps of h: type, mode (permissions and
+// setuid/setgid/sticky), owner, symlink target, device numbers, size of regular files and
+// the extended attributes. Names are set by the caller; timestamps stay zero.
+func cleanHeader(h *tar.Header, typ byte) *tar.Header {
+	c := &tar.Header{
+		Typeflag: typ,
+		Mode:     h.Mode & 0o7777,
+		Uid:      h.Uid,
+		Gid:      h.Gid,
+		Uname:    h.Uname,
+		Gname:    h.Gname,
+	}
+	switch typ {
+	case tar.TypeReg:
+		c.Size = h.Size
+	case tar.TypeSymlink:
+		c.Linkname = h.Linkname
+	case tar.TypeChar, tar.TypeBlock:
+		c.Devmajor, c.Devminor = h.Devmajor, h.Devminor
+	}
+	for k, v := range h.PAXRecords {
+		if strings.HasPrefix(k, "SCHILY.xattr.") {
+			if c.PAXRecords == nil {
+				c.PAXRecords = map[string]string{}
+			}
+			c.PAXRecords[k] = v
+		}
+	}
+	return c
+}
+
+// apply indexes one layer: its whiteouts first (they hide lower layers only, wherever they
+// appear in the layer), then its entries in order (a later duplicate wins).
+func (x *index) apply(layer int32, recs []rec) error {
+	for _, r := range recs {
+		switch r.kind {
+		case recWhiteout:
+			if n := x.lookup(r.name); n != nil {
+				detach(n)
+			}
+		case recOpaque:
+			if d := x.lookup(r.name); d != nil && d.isDir() {
+				clear(d.children)
+			}
+		}
+	}
+	for _, r := range recs {
+		if r.kind != recEntry {
+			continue
+		}
+		if err := x.add(pos{layer, r.idx}, r); err != nil {
+			return fmt.Errorf("layer %d entry %d (%q): %w: %w", layer, r.idx, r.name, ErrInvalidLayer, err)
+		}
+	}
+	return nil
+}
+
+func (x *index) add(at pos, r rec) error {
+	if r.name == "." {
+		x.root.hdr = r.hdr
+		if !x.root.at.valid() {
+			x.root.at = at
+		}
+		return nil
+	}
+	var target *node
+	if r.typ == tar.TypeLink {
+		target = x.lookup(r.linkname)
+		if target == nil {
+			return fmt.Errorf("hard link target %q does not exist", r.linkname)
+		}
+		if target.isDir() {
+			return fmt.Errorf("hard link target %q is a directory", r.linkname)
+		}
+	}
+	dir, base := path.Split(r.name)
+	parent := x.mkdirAll(strings.TrimSuffix(dir, "/"))
+	old := parent.children[base]
+	if r.typ == tar.TypeDir {
+		if old != nil && old.isDir() {
+			old.hdr = r.hdr
+			if !old.at.valid() {
+				old.at = at
+			}
+			return nil
+		}
+		parent.children[base] = newDir(base, parent, r.hdr, at)
+		return nil
+	}
+	n := &node{name: base, parent: parent, at: at, typ: r.typ}
+	if target != nil {
+		g := target.group
+		if g == nil {
+			g = &group{src: target}
+			target.group = g
+			x.groups = append(x.groups, g)
+		}
+		n.group = g
+		g.links = append(g.links, n)
+	}
+	parent.children[base] = n
+	return nil
+}
+
+// lookup finds the node at a cleaned name, or nil.
+func (x *index) lookup(name string) *node {
+	n := x.root
+	if name == "." {
+		return n
+	}
+	for part := range strings.SplitSeq(name, "/") {
+		if !n.isDir() {
+			return nil
+		}
+		if n = n.children[part]; n == nil {
+			return nil
+		}
+	}
+	return n
+}
+
+// mkdirAll returns the directory at a cleaned name ("" or "." for the root), synthesising
+// missing directories and replacing non-directories on the way.
+func (x *index) mkdirAll(name string) *node {
+	n := x.root
+	if name == "" || name == "." {
+		return n
+	}
+	for part := range strings.SplitSeq(name, "/") {
+		c := n.children[part]
+		if c == nil || !c.isDir() {
+			c = newDir(part, n, nil, noPos)
+			n.children[part] = c
+		}
+		n = c
+	}
+	return n
+}
+
+// detach removes n (and so its subtree) from the view.
+func detach(n *node) {
+	if n.parent != nil && n.parent.children[n.name] == n {
+		delete(n.parent.children, n.name)
+	}
+}
+
+// finish marks the visible nodes, decides how each hard-link group is written and sorts
+// the work of pass 2 by position.
+func (x *index) finish() {
+	var walk func(n *node)
+	walk = func(n *node) {
+		n.visible = true
+		if n != x.root && n.at.valid() {
+			x.events[n.at.layer] = append(x.events[n.at.layer], event{idx: n.at.idx, n: n})
+		}
+		for _, c := range n.children {
+			walk(c)
+		}
+	}
+	walk(x.root)
+
+	for _, g := range x.groups {
+		var vis []*node
+		for _, l := range g.links {
+			if l.visible {
+				vis = append(vis, l)
+			}
+		}
+		if len(vis) == 0 {
+			continue
+		}
+		switch {
+		case !isRegular(g.src.typ):
+			g.copyHdr = true
+		case g.src.visible:
+			g.head, g.count = g.src, len(vis)
+			continue // the source writes itself; nothing to capture
+		default:
+			g.spool = true
+			g.head, g.count = vis[0], len(vis)-1
+		}
+		at := g.src.at
+		x.events[at.layer] = append(x.events[at.layer], event{idx: at.idx, group: g})
+	}
+
+	for li, evs := range x.events {
+		sort.Slice(evs, func(i, j int) bool {
+			if evs[i].idx != evs[j].idx {
+				return evs[i].idx < evs[j].idx
+			}
+			return evs[i].n != nil // the writing event first, then the capture (merged below)
+		})
+		merged := evs[:0]
+		for _, ev := range evs {
+			if k := len(merged) - 1; k >= 0 && merged[k].idx == ev.idx {
+				if ev.group != nil {
+					merged[k].group = ev.group
+				}
+				if ev.n != nil {
+					merged[k].n = ev.n
+				}
+				continue
+			}
+			merged = append(merged, ev)
+		}
+		x.events[li] = merged
+	}
+}
