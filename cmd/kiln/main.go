@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 )
@@ -38,8 +39,19 @@ func (e usageError) Error() string { return e.msg }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// KILN_CPUPROFILE=FILE writes a CPU profile of the run (for `go tool pprof`).
+	if p := os.Getenv("KILN_CPUPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			if err := pprof.StartCPUProfile(f); err == nil {
+				defer pprof.StopCPUProfile()
+			}
+		}
+	}
 	code := run(ctx, os.Args[1:], os.Stderr)
 	stop()
+	if os.Getenv("KILN_CPUPROFILE") != "" {
+		pprof.StopCPUProfile()
+	}
 	os.Exit(code)
 }
 
