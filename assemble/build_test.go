@@ -39,6 +39,8 @@ files:
     directory: true
   - path: etc/link
     symlink: /etc/motd
+  - path: boot/extra
+    contents: "x"
 `
 
 func writeYAML(t *testing.T, body string) string {
@@ -95,7 +97,7 @@ func TestBuildAllFormats(t *testing.T) {
 		"0 containers/onboot/000-setup/runtime.json", "0 containers/onboot/000-setup/rootfs/bin/app",
 		"1 containers/onboot/000-setup/rootfs/bin/app2", "2 containers/onboot/000-setup/rootfs/bin/sh",
 		"0 containers/onshutdown/000-bye/config.json", "0 containers/services/app/config.json",
-		"0 etc/motd", "5 var/lib/empty", "2 etc/link",
+		"0 etc/motd", "5 var/lib/empty", "2 etc/link", "0 boot/extra",
 	} {
 		if !slices.Contains(names, n) {
 			t.Errorf("initrd lacks %q", n)

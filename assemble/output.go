@@ -200,6 +200,9 @@ type kernelInitrd struct {
 	gz                      io.WriteCloser
 	cpio                    archive.Writer
 	sawKernel               bool
+	// bootDir holds the boot directory's entry until something other than the kernel's
+	// files goes into it: an initramfs needs no empty /boot.
+	bootDir *archive.Entry
 }
 
 func openKernelInitrd(o *outputs, _ string) (archive.Writer, error) {
@@ -232,7 +235,24 @@ func (k *kernelInitrd) WriteEntry(e archive.Entry, body io.Reader) error {
 		}
 		_, err := io.Copy(k.initrd, body)
 		return err
+	case "boot":
+		if e.Typeflag == tar.TypeDir && k.bootDir == nil {
+			e := copyEntry(e)
+			k.bootDir = &e
+			return nil
+		}
 	}
+	if k.bootDir != nil && strings.HasPrefix(e.Name, "boot/") {
+		d := *k.bootDir
+		k.bootDir = nil
+		if err := k.toCpio(d, nil); err != nil {
+			return err
+		}
+	}
+	return k.toCpio(e, body)
+}
+
+func (k *kernelInitrd) toCpio(e archive.Entry, body io.Reader) error {
 	if k.cpio == nil {
 		gz, err := archive.NewGzipWriter(k.initrd, k.o.level)
 		if err != nil {
@@ -248,8 +268,8 @@ func (k *kernelInitrd) Close() error {
 	if !k.sawKernel {
 		return errors.New("format kernel+initrd needs a kernel: add a kernel section with an image")
 	}
-	if k.cpio == nil { // an empty system still gets a valid, empty initramfs
-		if err := k.WriteEntry(archive.Entry{Header: &tar.Header{Typeflag: tar.TypeDir, Name: "boot", Mode: 0o755}}, nil); err != nil {
+	if k.cpio == nil { // an empty system still gets a valid initramfs, holding only /boot
+		if err := k.toCpio(archive.Entry{Header: &tar.Header{Typeflag: tar.TypeDir, Name: "boot", Mode: 0o755}}, nil); err != nil {
 			return err
 		}
 	}

@@ -303,6 +303,9 @@ func (b *builder) writeFile(t *tree, sys *config.System, res resolution, f *conf
 		return t.WriteEntry(archive.Entry{Header: hdr}, nil)
 	case f.Symlink != "":
 		hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, f.Symlink
+		if f.Mode == "" {
+			hdr.Mode = 0o777 // the convention; Linux ignores a symlink's mode
+		}
 		return t.WriteEntry(archive.Entry{Header: hdr}, nil)
 	case f.Contents != nil:
 		hdr.Typeflag, hdr.Size = tar.TypeReg, int64(len(*f.Contents))

@@ -96,9 +96,9 @@ func cacheLs(_ context.Context, c *ocicache.Cache, args []string) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REFERENCE\tDIGEST\tPLATFORMS\tSIZE")
+	fmt.Fprintln(tw, "REFERENCE\tDIGEST\tPLATFORMS")
 	for _, e := range entries {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Familiar, shortDigest(e.Digest), strings.Join(e.Platforms, ","), humanSize(e.Size))
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", e.Familiar, shortDigest(e.Digest), strings.Join(e.Platforms, ","))
 	}
 	return tw.Flush()
 }
@@ -274,19 +274,6 @@ func shortDigest(h v1.Hash) string {
 		return h.String()
 	}
 	return h.Algorithm + ":" + h.Hex[:12]
-}
-
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // writeAtomically writes a file through a temporary name ("-" is standard output).
