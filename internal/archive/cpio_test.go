@@ -144,7 +144,7 @@ func TestCpioDroppedXattrs(t *testing.T) {
 	var buf bytes.Buffer
 	w := NewCpioWriter(&buf)
 	it := withXattrs(reg("a", 0o644, "x"), "user.a", "1", "user.b", "2")
-	it.e.Xattrs = map[string]string{"user.a": "1", "user.c": "3"} //nolint:staticcheck // deprecated field still honoured
+	it.e.Xattrs = map[string]string{"user.a": "1", "user.c": "3"}
 	writeAll(t, w, []item{it, reg("b", 0o644, "")})
 	if got := w.(*CpioWriter).DroppedXattrs(); got != 3 {
 		t.Errorf("DroppedXattrs = %d, want 3 (user.a, user.b, user.c)", got)

@@ -93,7 +93,7 @@ func TestTarXattrOrder(t *testing.T) {
 		it.e.PAXRecords[paxXattrPrefix+k] = "v"
 		keys = append(keys, paxXattrPrefix+k)
 	}
-	it.e.Xattrs = map[string]string{"user.zz": "from Xattrs"} //nolint:staticcheck // deprecated field still honoured
+	it.e.Xattrs = map[string]string{"user.zz": "from Xattrs"}
 	keys = append(keys, paxXattrPrefix+"user.zz")
 	slices.Sort(keys)
 
