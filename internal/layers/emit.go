@@ -32,35 +32,51 @@ func (e *emitter) run(ctx context.Context, layers []Layer) error {
 	} else if err := e.writeDir(root); err != nil {
 		return err
 	}
+	var order []int
 	for li, evs := range e.idx.events {
-		if len(evs) == 0 {
-			continue
+		if len(evs) > 0 {
+			order = append(order, li)
 		}
-		if err := e.layer(ctx, li, layers[li], evs); err != nil {
-			return err
+	}
+	if len(order) > 0 {
+		ra := newReadAhead(layers, order)
+		defer ra.close()
+		for _, li := range order {
+			if err := e.layer(ctx, ra, li, e.idx.events[li]); err != nil {
+				return err
+			}
 		}
 	}
 	// Directories nothing has written yet: synthesised parents whose contents are gone.
 	return e.rest(root)
 }
 
-func (e *emitter) layer(ctx context.Context, li int, l Layer, evs []event) (err error) {
-	rc, err := l.Open()
+// layer writes the entries of layer li that evs name, reading it from ra.
+func (e *emitter) layer(ctx context.Context, ra *readAhead, li int, evs []event) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r, err := ra.openLayer(li)
 	if err != nil {
 		return fmt.Errorf("layer %d: open: %w", li, err)
 	}
-	defer func() {
-		if cerr := rc.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("layer %d: close: %w", li, cerr)
-		}
-	}()
+	if err := e.entries(ctx, li, r, evs); err != nil {
+		return err
+	}
+	if err := r.finish(); err != nil {
+		return fmt.Errorf("layer %d: close: %w", li, err)
+	}
+	return nil
+}
+
+func (e *emitter) entries(ctx context.Context, li int, rc io.Reader, evs []event) error {
 	tr := tar.NewReader(rc)
 	for i, k := int32(0), 0; k < len(evs); i++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		h, err := next(tr)
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("layer %d: %w: ends before entry %d", li, ErrLayerChanged, evs[k].idx)
 		}
 		if err != nil {
@@ -249,7 +265,7 @@ func readEntry(ctx context.Context, layers []Layer, n *node, max int64) (b []byt
 			return nil, err
 		}
 		h, err := next(tr)
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("layer %d: %w: ends before entry %d", li, ErrLayerChanged, n.at.idx)
 		}
 		if err != nil {

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 const (
@@ -112,11 +115,56 @@ func newDir(name string, parent *node, hdr *tar.Header, at pos) *node {
 	return &node{name: name, parent: parent, children: map[string]*node{}, hdr: hdr, at: at}
 }
 
-// buildIndex is pass 1.
+// buildIndex is pass 1. The headers of the layers are read in parallel (at most
+// GOMAXPROCS layers at a time, claimed bottom first) and applied to the index in layer
+// order, each as soon as it and every layer below it are read. The error returned is the
+// one of the lowest layer that fails, as if the layers were read one after the other; a
+// failure cancels the reading of the layers above it.
 func buildIndex(ctx context.Context, layers []Layer) (*index, error) {
 	idx := &index{root: newDir("", nil, nil, noPos), events: make([][]event, len(layers))}
-	for i, l := range layers {
-		recs, err := readHeaders(ctx, i, l)
+	type result struct {
+		recs []rec
+		err  error
+		done chan struct{}
+	}
+	res := make([]result, len(layers))
+	ctxs := make([]context.Context, len(layers))
+	cancels := make([]context.CancelFunc, len(layers))
+	for i := range layers {
+		res[i].done = make(chan struct{})
+		ctxs[i], cancels[i] = context.WithCancel(ctx)
+	}
+	// cancelFrom stops the reading of layer i and of every layer above it.
+	cancelFrom := func(i int) {
+		for _, c := range cancels[i:] {
+			c()
+		}
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	defer func() {
+		cancelFrom(0)
+		wg.Wait()
+	}()
+	for range min(runtime.GOMAXPROCS(0), len(layers)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(layers) {
+					return
+				}
+				res[i].recs, res[i].err = readHeaders(ctxs[i], i, layers[i])
+				if res[i].err != nil {
+					cancelFrom(i + 1)
+				}
+				close(res[i].done)
+			}
+		})
+	}
+	for i := range layers {
+		<-res[i].done
+		recs, err := res[i].recs, res[i].err
+		res[i].recs = nil
 		if err != nil {
 			return nil, err
 		}
@@ -146,7 +194,7 @@ func readHeaders(ctx context.Context, li int, l Layer) (recs []rec, err error) {
 			return nil, err
 		}
 		h, err := next(tr)
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

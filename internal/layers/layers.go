@@ -127,7 +127,7 @@ func Flatten(ctx context.Context, layers []Layer, w archive.Writer, opts ...Opti
 		return Stats{}, err
 	}
 	e := &emitter{idx: idx, w: w, prefix: o.prefix, tempDir: o.tempDir}
-	defer e.closeSpool()
+	defer func() { _ = e.closeSpool() }() // on error paths; the success path reports its error below
 	if err := e.run(ctx, layers); err != nil {
 		return e.stats, err
 	}
