@@ -51,7 +51,7 @@ import (
 )
 
 // Layer is one uncompressed layer tar stream. Open may be called more than once and must
-// return the same bytes every time.
+// return the same bytes every time; Flatten calls Open on different layers concurrently.
 type Layer interface {
 	Open() (io.ReadCloser, error)
 }
