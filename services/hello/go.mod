@@ -1,0 +1,3 @@
+module kiln.example/hello
+
+go 1.26
