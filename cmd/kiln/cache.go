@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -27,7 +29,8 @@ func cacheCommands() []cacheCommand {
 		{"ls", "kiln cache ls", "list the images in the cache", cacheLs},
 		{"rm", "kiln cache rm REF...", "remove images and the blobs only they used", cacheRm},
 		{"clean", "kiln cache clean [-all]", "remove unreferenced blobs and temporary files (-all: everything)", cacheClean},
-		{"import", "kiln cache import [-name REF] FILE.tar|-", "import an OCI layout tar (BuildKit's OCI exporter, LinuxKit, skopeo)", cacheImport},
+		{"import", "kiln cache import [-name REF] FILE.tar|-\n       kiln cache import -rootfs -platform OS/ARCH[/VARIANT] -name REF [-created UNIX] ROOTFS.tar|-",
+			"import an OCI layout tar (BuildKit's OCI exporter, LinuxKit, skopeo), or with -rootfs a root filesystem tar as an image", cacheImport},
 		{"export", "kiln cache export [-format oci|filesystem] [-arch A] -o FILE|- REF...", "export images as an OCI layout tar, or one image's files as a tar", cacheExport},
 		{"pull", "kiln cache pull [-arch A] REF...", "pull images from their registry into the cache", cachePull},
 		{"push", "kiln cache push REF...", "push images (and multi-arch indexes) from the cache to their registry", cachePush},
@@ -128,12 +131,38 @@ func cacheClean(_ context.Context, c *ocicache.Cache, args []string) error {
 func cacheImport(_ context.Context, c *ocicache.Cache, args []string) error {
 	cc := lookupCache("import")
 	fs := newFlags("cache import", cc.usage, cc.summary)
-	name := fs.String("name", "", "reference to give the image when the tar does not name it")
+	name := fs.String("name", "", "reference to give the image when the tar does not name it (with -rootfs: the index to add the image to, required)")
+	rootfs := fs.Bool("rootfs", false, "the file is a tar of a root filesystem (uncompressed or gzip), not an OCI layout: store it as a one-layer image")
+	platform := fs.String("platform", "", "with -rootfs: the image's platform, such as linux/arm64 (required)")
+	created := fs.String("created", "", "with -rootfs: the image's creation time in seconds since 1970 (default $SOURCE_DATE_EPOCH, else 0)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return usageError{"give exactly one tar file (or - for standard input)"}
+	}
+	if !*rootfs && (*platform != "" || *created != "") {
+		return usageError{"-platform and -created apply only with -rootfs"}
+	}
+	var ropts []ocicache.RootfsOption
+	var plat v1.Platform
+	if *rootfs {
+		if *name == "" {
+			return usageError{"-rootfs needs -name REF: the image index to add the root filesystem to, such as kiln/debian-base:bookworm"}
+		}
+		if *platform == "" {
+			return usageError{"-rootfs needs -platform OS/ARCH[/VARIANT], such as linux/arm64"}
+		}
+		p, err := v1.ParsePlatform(*platform)
+		if err != nil || p.OS == "" || p.Architecture == "" {
+			return usageError{fmt.Sprintf("-platform %q: expected OS/ARCH[/VARIANT], such as linux/arm64", *platform)}
+		}
+		plat = *p
+		when, err := createdTime(*created)
+		if err != nil {
+			return err
+		}
+		ropts = append(ropts, ocicache.WithCreated(when))
 	}
 	var r io.Reader = os.Stdin
 	if fs.Arg(0) != "-" {
@@ -143,6 +172,14 @@ func cacheImport(_ context.Context, c *ocicache.Cache, args []string) error {
 		}
 		defer f.Close()
 		r = f
+	}
+	if *rootfs {
+		d, err := c.ImportRootfs(r, *name, plat, ropts...)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s %s\n", ocicache.Familiar(*name), d.Digest)
+		return nil
 	}
 	var opts []ocicache.ImportOption
 	if *name != "" {
@@ -156,6 +193,18 @@ func cacheImport(_ context.Context, c *ocicache.Cache, args []string) error {
 		fmt.Fprintln(os.Stderr, "imported", ocicache.Familiar(ref))
 	}
 	return nil
+}
+
+// createdTime is the -created flag (seconds since 1970) or, when empty, SOURCE_DATE_EPOCH.
+func createdTime(flag string) (time.Time, error) {
+	if flag == "" {
+		return sourceDateEpoch()
+	}
+	n, err := strconv.ParseInt(flag, 10, 64)
+	if err != nil || n < 0 {
+		return time.Time{}, usageError{fmt.Sprintf("-created %q: expected a non-negative number of seconds since 1970", flag)}
+	}
+	return time.Unix(n, 0).UTC(), nil
 }
 
 func cacheExport(ctx context.Context, c *ocicache.Cache, args []string) error {

@@ -27,6 +27,8 @@ func commands() []command {
 	return []command{
 		{"build", "kiln build [flags] FILE.yml...", "build a system from YAML into output files", runBuild},
 		{"validate", "kiln validate FILE.yml...", "check YAML files without resolving images", runValidate},
+		{"pkg", "kiln pkg build|show-tag|manifest [flags] DIR...", "build packages (OCI images) with BuildKit", runPkg},
+		{"builder", "kiln builder start|stop|status|certs", "manage the local BuildKit daemon and builder certificates", runBuilder},
 		{"cache", "kiln cache ls|rm|clean|import|export|pull|push ...", "manage the local OCI image cache", runCache},
 		{"version", "kiln version", "print kiln's version", runVersion},
 	}

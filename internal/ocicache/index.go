@@ -155,6 +155,11 @@ func (c *Cache) tag(r name.Reference, desc v1.Descriptor) error {
 		return err
 	}
 	defer unlock()
+	return c.tagLocked(r, desc)
+}
+
+// tagLocked is tag for a caller that also holds indexLock.
+func (c *Cache) tagLocked(r name.Reference, desc v1.Descriptor) error {
 	ds, err := c.readIndex()
 	if err != nil {
 		return err

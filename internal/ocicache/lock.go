@@ -63,3 +63,12 @@ func (c *Cache) readAndIndexLock() (func(), error) {
 	}
 	return func() { u2(); u1() }, nil
 }
+
+// Hold keeps garbage collection (Remove and Clean, in this process or any other) from running
+// until release is called; every other read and write proceeds. Blobs stored by WriteBlob or
+// ImportBlobs are named by nothing until the caller writes the manifest or index that reaches
+// them and names it with Tag; holding from before the first blob until after Tag keeps a
+// concurrent `kiln cache clean` from deleting them in between. Call release exactly once.
+func (c *Cache) Hold() (release func(), err error) {
+	return c.readLock()
+}

@@ -53,139 +53,22 @@ func (c *Cache) Import(r io.Reader, opts ...ImportOption) ([]string, error) {
 		return nil, err
 	}
 	defer unlock()
-
-	type temp struct {
-		path string
-		size int64
-	}
-	temps := map[v1.Hash]temp{}
-	defer func() {
-		for _, t := range temps {
-			os.Remove(t.path)
-		}
-	}()
-	var indexJSON []byte
-	tr := tar.NewReader(r)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("importing: reading tar: %w", err)
-		}
-		p := tarPath(hdr.Name)
-		switch {
-		case p == layoutFile:
-			var l struct {
-				Version string `json:"imageLayoutVersion"`
-			}
-			b, err := io.ReadAll(io.LimitReader(tr, 1<<16))
-			if err != nil {
-				return nil, fmt.Errorf("importing: %w", err)
-			}
-			if err := json.Unmarshal(b, &l); err != nil || !strings.HasPrefix(l.Version, "1.") {
-				return nil, fmt.Errorf("importing: unsupported oci-layout %q", b)
-			}
-		case p == indexFile:
-			b, err := io.ReadAll(io.LimitReader(tr, 16<<20+1))
-			if err != nil {
-				return nil, fmt.Errorf("importing: %w", err)
-			}
-			if len(b) > 16<<20 {
-				return nil, errors.New("importing: index.json is larger than 16 MiB")
-			}
-			indexJSON = b
-		case strings.HasPrefix(p, blobsDir+"/") && hdr.Typeflag != tar.TypeDir:
-			parts := strings.Split(p, "/")
-			if len(parts) != 3 {
-				return nil, fmt.Errorf("importing: unexpected member %s", hdr.Name)
-			}
-			h := v1.Hash{Algorithm: parts[1], Hex: parts[2]}
-			if err := checkHash(h); err != nil {
-				return nil, fmt.Errorf("importing %s: %w", hdr.Name, err)
-			}
-			if hdr.Typeflag != tar.TypeReg {
-				return nil, fmt.Errorf("importing: %s is not a regular file", hdr.Name)
-			}
-			tmp, _, n, err := c.writeTemp(tr, h, hdr.Size)
-			if err != nil {
-				return nil, fmt.Errorf("importing %s: %w", hdr.Name, err)
-			}
-			if old, ok := temps[h]; ok {
-				os.Remove(old.path)
-			}
-			temps[h] = temp{tmp, n}
-		}
-	}
-	if indexJSON == nil {
-		return nil, errors.New("importing: not an OCI layout tar (no index.json)")
-	}
-	im, err := v1.ParseIndexManifest(bytes.NewReader(indexJSON))
+	l, err := c.readLayoutTar(r)
 	if err != nil {
-		return nil, fmt.Errorf("importing: index.json: %w", err)
+		return nil, fmt.Errorf("importing: %w", err)
 	}
-	if len(im.Manifests) == 0 {
-		return nil, errors.New("importing: index.json names no images")
-	}
-
-	// read and present look in the tar first, then in the cache.
-	read := func(d v1.Descriptor) ([]byte, error) {
-		if t, ok := temps[d.Digest]; ok {
-			if d.Size != t.size {
-				return nil, fmt.Errorf("%w: blob %s has %d bytes, descriptor says %d", ErrCorrupt, d.Digest, t.size, d.Size)
-			}
-			return os.ReadFile(t.path) // verified while it was written
-		}
-		return c.readBlob(d.Digest, d.Size)
-	}
-	present := func(d v1.Descriptor) bool {
-		if t, ok := temps[d.Digest]; ok {
-			return t.size == d.Size
-		}
-		return c.hasBlob(d)
-	}
-	var out []named
-	for _, d := range im.Manifests {
-		if !present(d) {
-			return nil, fmt.Errorf("importing: manifest %s: %w in the tar or the cache", d.Digest, ErrNotFound)
-		}
-		if d.MediaType == "" {
-			b, err := read(d)
-			if err != nil {
-				return nil, fmt.Errorf("importing: %w", err)
-			}
-			if d.MediaType, err = sniffMediaType(b); err != nil {
-				return nil, fmt.Errorf("importing: manifest %s: %w", d.Digest, err)
-			}
-		}
-		ref, err := importName(d, len(im.Manifests) == 1, cfg.name)
+	defer l.discard()
+	out := make([]named, 0, len(l.entries))
+	for _, d := range l.entries {
+		ref, err := importName(d, len(l.entries) == 1, cfg.name)
 		if err != nil {
-			return nil, fmt.Errorf("importing: %w", err)
-		}
-		check := func(b v1.Descriptor, manifest bool) error {
-			if manifest || !b.MediaType.IsDistributable() || present(b) {
-				return nil
-			}
-			return fmt.Errorf("blob %s of %s: %w in the tar or the cache", b.Digest, Familiar(ref.Name()), ErrNotFound)
-		}
-		if err := walkWith(d, read, check, map[v1.Hash]bool{}); err != nil {
 			return nil, fmt.Errorf("importing: %w", err)
 		}
 		out = append(out, named{ref, d})
 	}
-
-	// Every blob verified and every image complete: store, then name.
-	hs := make(map[v1.Hash]int64, len(temps))
-	for h, t := range temps {
-		hs[h] = t.size
-	}
-	for _, h := range sortedHashes(hs) {
-		t := temps[h]
-		if err := c.commitBlob(t.path, h, t.size); err != nil {
-			return nil, fmt.Errorf("importing: %w", err)
-		}
-		delete(temps, h)
+	// Every blob verified, every image complete and named: store, then name.
+	if err := l.commit(); err != nil {
+		return nil, fmt.Errorf("importing: %w", err)
 	}
 	if err := c.tagAll(out); err != nil {
 		return nil, fmt.Errorf("importing: %w", err)
@@ -200,6 +83,215 @@ func (c *Cache) Import(r io.Reader, opts ...ImportOption) ([]string, error) {
 	}
 	sort.Strings(refs)
 	return refs, nil
+}
+
+// ImportBlobs reads an OCI image layout tar exactly as Import does (every blob verified while
+// it is streamed to a temporary file, every manifest of index.json checked to be complete with
+// what the tar and the cache hold) and stores its blobs, but names nothing: index.json of the
+// cache is left alone. It returns the manifests of the tar's index.json in their order, with
+// media types filled in (from the manifest itself when the entry lacks one) and annotations
+// and platforms as the tar gives them. On error nothing is stored.
+//
+// Blobs that no name reaches are removed by the next Remove or Clean. A caller that builds an
+// index over the returned manifests and names it with Tag should call Hold first and release
+// it after Tag, so that garbage collection in another process cannot run in between.
+func (c *Cache) ImportBlobs(r io.Reader) ([]v1.Descriptor, error) {
+	unlock, err := c.readLock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	l, err := c.readLayoutTar(r)
+	if err != nil {
+		return nil, fmt.Errorf("importing blobs: %w", err)
+	}
+	defer l.discard()
+	if err := l.commit(); err != nil {
+		return nil, fmt.Errorf("importing blobs: %w", err)
+	}
+	out := make([]v1.Descriptor, len(l.entries))
+	for i, d := range l.entries {
+		out[i] = *d.DeepCopy()
+	}
+	return out, nil
+}
+
+// tempBlob is a verified blob of an imported tar waiting in a temporary file.
+type tempBlob struct {
+	path string
+	size int64
+}
+
+// layoutTar is an OCI layout tar read by readLayoutTar: every blob verified and waiting in a
+// temporary file, every entry of its index.json complete. Nothing is in the cache yet.
+type layoutTar struct {
+	c       *Cache
+	temps   map[v1.Hash]tempBlob
+	entries []v1.Descriptor // index.json's manifests, in order, media types filled
+}
+
+// readLayoutTar streams an OCI layout tar into verified temporary files and checks that every
+// manifest its index.json names is complete, looking in the tar first and then in the cache.
+// The caller holds readLock and calls discard when done (also after commit).
+func (c *Cache) readLayoutTar(r io.Reader) (_ *layoutTar, err error) {
+	l := &layoutTar{c: c, temps: map[v1.Hash]tempBlob{}}
+	defer func() {
+		if err != nil {
+			l.discard()
+		}
+	}()
+	var indexJSON []byte
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("reading tar: it is truncated (%w)", err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading tar: %w", err)
+		}
+		p := tarPath(hdr.Name)
+		switch {
+		case p == layoutFile:
+			var v struct {
+				Version string `json:"imageLayoutVersion"`
+			}
+			b, err := io.ReadAll(io.LimitReader(tr, 1<<16))
+			if err != nil {
+				return nil, fmt.Errorf("reading tar: %s: %w", hdr.Name, err)
+			}
+			if err := json.Unmarshal(b, &v); err != nil || !strings.HasPrefix(v.Version, "1.") {
+				return nil, fmt.Errorf("unsupported oci-layout %q", b)
+			}
+		case p == indexFile:
+			b, err := io.ReadAll(io.LimitReader(tr, 16<<20+1))
+			if err != nil {
+				return nil, fmt.Errorf("reading tar: %s: %w", hdr.Name, err)
+			}
+			if len(b) > 16<<20 {
+				return nil, errors.New("index.json is larger than 16 MiB")
+			}
+			indexJSON = b
+		case strings.HasPrefix(p, blobsDir+"/") && hdr.Typeflag != tar.TypeDir:
+			parts := strings.Split(p, "/")
+			if len(parts) != 3 {
+				return nil, fmt.Errorf("unexpected member %s", hdr.Name)
+			}
+			h := v1.Hash{Algorithm: parts[1], Hex: parts[2]}
+			if err := checkHash(h); err != nil {
+				return nil, fmt.Errorf("member %s: %w", hdr.Name, err)
+			}
+			if hdr.Typeflag != tar.TypeReg {
+				return nil, fmt.Errorf("member %s is not a regular file", hdr.Name)
+			}
+			tmp, _, n, err := c.writeTemp(tr, h, hdr.Size)
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, fmt.Errorf("reading tar: it is truncated inside member %s (%w)", hdr.Name, err)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("member %s: %w", hdr.Name, err)
+			}
+			if old, ok := l.temps[h]; ok {
+				os.Remove(old.path)
+			}
+			l.temps[h] = tempBlob{tmp, n}
+		}
+	}
+	if indexJSON == nil {
+		return nil, errors.New("not an OCI layout tar (no index.json)")
+	}
+	im, err := v1.ParseIndexManifest(bytes.NewReader(indexJSON))
+	if err != nil {
+		return nil, fmt.Errorf("index.json: %w", err)
+	}
+	if len(im.Manifests) == 0 {
+		return nil, errors.New("index.json names no images")
+	}
+	for _, d := range im.Manifests {
+		what := entryLabel(d)
+		if !l.present(d) {
+			return nil, fmt.Errorf("%s: %w, nor in the tar", what, ErrNotFound)
+		}
+		if d.MediaType == "" {
+			b, err := l.read(d)
+			if err != nil {
+				return nil, err
+			}
+			if d.MediaType, err = sniffMediaType(b); err != nil {
+				return nil, fmt.Errorf("%s: %w", what, err)
+			}
+		}
+		check := func(b v1.Descriptor, manifest bool) error {
+			if manifest || !b.MediaType.IsDistributable() || l.present(b) {
+				return nil
+			}
+			return fmt.Errorf("blob %s of %s: %w, nor in the tar", b.Digest, what, ErrNotFound)
+		}
+		if err := walkWith(d, l.read, check, map[v1.Hash]bool{}); err != nil {
+			return nil, err
+		}
+		l.entries = append(l.entries, d)
+	}
+	return l, nil
+}
+
+// entryLabel names an index.json entry in messages: its digest, and its name when it has one.
+func entryLabel(d v1.Descriptor) string {
+	for _, k := range []string{AnnotationContainerdName, AnnotationRefName} {
+		if n := d.Annotations[k]; n != "" {
+			return fmt.Sprintf("manifest %s (%s)", d.Digest, Familiar(n))
+		}
+	}
+	return "manifest " + d.Digest.String()
+}
+
+// read returns a small blob from the tar, else from the cache.
+func (l *layoutTar) read(d v1.Descriptor) ([]byte, error) {
+	if t, ok := l.temps[d.Digest]; ok {
+		if d.Size != t.size {
+			return nil, fmt.Errorf("%w: blob %s has %d bytes, descriptor says %d", ErrCorrupt, d.Digest, t.size, d.Size)
+		}
+		if t.size > 16<<20 {
+			return nil, fmt.Errorf("blob %s: %d bytes is too large for a manifest or config", d.Digest, t.size)
+		}
+		return os.ReadFile(t.path) // verified while it was written
+	}
+	return l.c.readBlob(d.Digest, d.Size)
+}
+
+// present reports whether the tar or the cache holds d at the right size.
+func (l *layoutTar) present(d v1.Descriptor) bool {
+	if t, ok := l.temps[d.Digest]; ok {
+		return t.size == d.Size
+	}
+	return l.c.hasBlob(d)
+}
+
+// commit moves every blob into the cache, in digest order.
+func (l *layoutTar) commit() error {
+	hs := make(map[v1.Hash]int64, len(l.temps))
+	for h, t := range l.temps {
+		hs[h] = t.size
+	}
+	for _, h := range sortedHashes(hs) {
+		t := l.temps[h]
+		if err := l.c.commitBlob(t.path, h, t.size); err != nil {
+			return err
+		}
+		delete(l.temps, h)
+	}
+	return nil
+}
+
+// discard removes the temporary files not committed.
+func (l *layoutTar) discard() {
+	for h, t := range l.temps {
+		os.Remove(t.path)
+		delete(l.temps, h)
+	}
 }
 
 // tarPath normalises a member name: "./blobs//sha256/x" -> "blobs/sha256/x".

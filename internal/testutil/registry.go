@@ -177,3 +177,13 @@ http:
 	})
 	return hostPort, nil
 }
+
+// ModuleRoot returns the folder holding kiln's go.mod (the checkout the tests run in).
+func ModuleRoot(t testing.TB) string {
+	t.Helper()
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/kiln-os/kiln/builder"
+)
+
+type builderCommand struct {
+	name, usage, summary string
+	run                  func(ctx context.Context, d *builder.Daemon, args []string) error
+}
+
+func builderCommands() []builderCommand {
+	return []builderCommand{
+		{"start", "kiln builder start [-tcp HOST:PORT] [-debug]", "start the local buildkitd (a plain process; state in ~/.kiln/builder)", builderStart},
+		{"stop", "kiln builder stop", "stop the local buildkitd", builderStop},
+		{"status", "kiln builder status", "show whether the local buildkitd runs, its addresses, version and platforms", builderStatus},
+		{"certs", "kiln builder certs [-hosts NAME,...] [-force]", "make a CA and server/client certificates for builders reached over TCP (mutual TLS)", builderCerts},
+	}
+}
+
+func builderRootDir(flagValue string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	return builder.DefaultRoot()
+}
+
+func localDaemon(root string) (*builder.Daemon, error) {
+	return &builder.Daemon{Root: root}, nil
+}
+
+func runBuilder(ctx context.Context, args []string) error {
+	root := ""
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		a := strings.TrimLeft(args[0], "-")
+		switch {
+		case a == "root" && len(args) > 1:
+			root, args = args[1], args[2:]
+		case strings.HasPrefix(a, "root="):
+			root, args = strings.TrimPrefix(a, "root="), args[1:]
+		case a == "h" || a == "help":
+			printBuilderUsage(os.Stderr)
+			return nil
+		default:
+			return usageError{"unknown flag " + args[0]}
+		}
+	}
+	if len(args) == 0 {
+		printBuilderUsage(os.Stderr)
+		return usageError{"no builder command given"}
+	}
+	r, err := builderRootDir(root)
+	if err != nil {
+		return err
+	}
+	d, _ := localDaemon(r)
+	for _, bc := range builderCommands() {
+		if bc.name == args[0] {
+			return bc.run(ctx, d, args[1:])
+		}
+	}
+	printBuilderUsage(os.Stderr)
+	return usageError{fmt.Sprintf("unknown builder command %q", args[0])}
+}
+
+func printBuilderUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage: kiln builder [-root DIR] COMMAND ...\n\n"+
+		"The local builder is a buildkitd run as a plain process, with state in -root\n"+
+		"(default $KILN_BUILDER_ROOT or ~/.kiln/builder). kiln pkg build starts it when needed.\n\nCommands:")
+	for _, bc := range builderCommands() {
+		fmt.Fprintf(w, "  %-7s %s\n", bc.name, bc.summary)
+	}
+}
+
+func lookupBuilder(name string) builderCommand {
+	for _, bc := range builderCommands() {
+		if bc.name == name {
+			return bc
+		}
+	}
+	return builderCommand{}
+}
+
+func builderStart(ctx context.Context, d *builder.Daemon, args []string) error {
+	bc := lookupBuilder("start")
+	fs := newFlags("builder start", bc.usage, bc.summary+".\n\nWith -tcp the builder also serves remote kiln clients over mutual TLS, with the\n"+
+		"certificates in ROOT/certs (see kiln builder certs): this is how a machine becomes a\nnative builder node for `kiln pkg build --builders`.")
+	tcp := fs.String("tcp", "", "also listen on HOST:PORT with mutual TLS")
+	debug := fs.Bool("debug", false, "buildkitd debug logging")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"unexpected arguments: " + strings.Join(fs.Args(), " ")}
+	}
+	d.TCP, d.Debug = *tcp, *debug
+	if err := d.Start(ctx); err != nil {
+		return err
+	}
+	return printStatus(ctx, d)
+}
+
+func builderStop(ctx context.Context, d *builder.Daemon, args []string) error {
+	bc := lookupBuilder("stop")
+	fs := newFlags("builder stop", bc.usage, bc.summary+".")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := d.Stop(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "builder stopped")
+	return nil
+}
+
+func builderStatus(ctx context.Context, d *builder.Daemon, args []string) error {
+	bc := lookupBuilder("status")
+	fs := newFlags("builder status", bc.usage, bc.summary+".")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	return printStatus(ctx, d)
+}
+
+func printStatus(ctx context.Context, d *builder.Daemon) error {
+	st, err := d.Status(ctx)
+	fmt.Print(st.String())
+	return err
+}
+
+func builderCerts(_ context.Context, d *builder.Daemon, args []string) error {
+	bc := lookupBuilder("certs")
+	fs := newFlags("builder certs", bc.usage, bc.summary+".\n\n"+
+		"Files go to ROOT/certs. Copy ca.pem, server.pem and server-key.pem to each builder node's\n"+
+		"ROOT/certs and start it with `kiln builder start -tcp :1234`; keep ca-key.pem private.")
+	hosts := fs.String("hosts", "", "comma-separated names and addresses the builder is reached by (localhost and loopback are always included)")
+	force := fs.Bool("force", false, "replace existing certificates")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var hs []string
+	if *hosts != "" {
+		hs = strings.Split(*hosts, ",")
+	}
+	var opts []builder.CertOption
+	if *force {
+		opts = append(opts, builder.ReplaceExisting())
+	}
+	files, err := builder.GenerateCerts(d.CertDir(), hs, opts...)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("CA:     %s\nserver: %s %s\nclient: %s %s\n", files.CA, files.ServerCert, files.ServerKey, files.ClientCert, files.ClientKey)
+	return nil
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kiln-os/kiln/internal/ocicache"
+)
+
+// runCapture runs kiln with args and returns the exit code, standard output and standard error.
+func runCapture(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	out, err := os.CreateTemp(t.TempDir(), "stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	saved := os.Stdout
+	os.Stdout = out
+	var stderr bytes.Buffer
+	code := run(context.Background(), args, &stderr)
+	os.Stdout = saved
+	b, err := os.ReadFile(out.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, string(b), stderr.String()
+}
+
+func writeRootfsTar(t *testing.T, path string) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range []*tar.Header{
+		{Typeflag: tar.TypeDir, Name: "./", Mode: 0o755},
+		{Typeflag: tar.TypeReg, Name: "./etc/os-release", Mode: 0o644, Size: 10},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tw.Write([]byte("ID=debian\n"))
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCacheImportRootfs(t *testing.T) {
+	dir := t.TempDir()
+	rootfs := filepath.Join(dir, "rootfs.tar")
+	writeRootfsTar(t, rootfs)
+	cacheDir := filepath.Join(dir, "cache")
+	t.Setenv("KILN_CACHE", cacheDir)
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+
+	usage := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"cache", "import", "-rootfs", "-platform", "linux/arm64", rootfs}, "-rootfs needs -name REF"},
+		{[]string{"cache", "import", "-rootfs", "-name", "kiln/base:1", rootfs}, "-rootfs needs -platform"},
+		{[]string{"cache", "import", "-rootfs", "-name", "kiln/base:1", "-platform", "arm64", rootfs}, `-platform "arm64": expected OS/ARCH`},
+		{[]string{"cache", "import", "-rootfs", "-name", "kiln/base:1", "-platform", "linux/arm64", "-created", "yesterday", rootfs}, `-created "yesterday"`},
+		{[]string{"cache", "import", "-platform", "linux/arm64", rootfs}, "only with -rootfs"},
+		{[]string{"cache", "import", "-rootfs", "-name", "kiln/base:1", "-platform", "linux/arm64"}, "give exactly one tar file"},
+	}
+	for _, tc := range usage {
+		t.Run(tc.want, func(t *testing.T) {
+			code, _, stderr := runCapture(t, tc.args...)
+			if code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want 2 and %q", code, stderr, tc.want)
+			}
+		})
+	}
+
+	// A file that is not a tar is an error of the run, not of the usage.
+	notTar := filepath.Join(dir, "random.bin")
+	if err := os.WriteFile(notTar, bytes.Repeat([]byte("random "), 200), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCapture(t, "cache", "import", "-rootfs", "-name", "kiln/base:1", "-platform", "linux/arm64", notTar)
+	if code != 1 || !strings.Contains(stderr, "not an uncompressed tar") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+
+	// SOURCE_DATE_EPOCH is the default creation time: both imports give one image.
+	code, out1, stderr := runCapture(t, "cache", "import", "-rootfs", "-name", "kiln/base:1", "-platform", "linux/arm64", rootfs)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	code, out2, stderr := runCapture(t, "cache", "import", "-rootfs", "-name", "kiln/base:1", "-platform", "linux/arm64", "-created", "1700000000", rootfs)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	c, err := ocicache.Open(cacheDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.Resolve("kiln/base:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "kiln/base:1 " + d.Digest.String() + "\n"
+	if out1 != want || out2 != want {
+		t.Errorf("outputs %q and %q, want %q twice", out1, out2, want)
+	}
+	arm64 := v1.Platform{OS: "linux", Architecture: "arm64"}
+	img, _, err := c.Image("kiln/base:1", &arm64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.Created.Unix() != 1700000000 {
+		t.Errorf("created %v, want SOURCE_DATE_EPOCH", cf.Created)
+	}
+
+	// A second platform from standard input joins the index.
+	f, err := os.Open(rootfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	saved := os.Stdin
+	os.Stdin = f
+	code, _, stderr = runCapture(t, "cache", "import", "-rootfs", "-name", "kiln/base:1", "-platform", "linux/amd64", "-")
+	os.Stdin = saved
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	code, ls, stderr := runCapture(t, "cache", "ls")
+	if code != 0 || !strings.Contains(ls, "linux/amd64,linux/arm64") {
+		t.Errorf("cache ls: exit %d, %q, %q", code, ls, stderr)
+	}
+}
