@@ -67,6 +67,7 @@ test-short:
 # Benchmarks: the 1 GiB build (wall time, throughput, peak RSS) and the Go micro-benchmarks.
 bench: build
 	$(GO) run ./internal/cmd/kilnbench -kiln $(BIN)/kiln
+	$(GO) run ./internal/cmd/pkgbench -kiln $(BIN)/kiln
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/... ./assemble/...
 
 # The main job. Today: build the example system in examples/ from YAML.

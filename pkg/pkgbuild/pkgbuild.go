@@ -94,6 +94,12 @@ type Result struct {
 
 // Load loads and orders the packages in dirs without building anything.
 func Load(ctx context.Context, dirs []string, getenv func(string) (string, bool)) ([]*Package, error) {
+	return load(ctx, dirs, getenv, false)
+}
+
+// load loads the packages in dirs and, with deps, every package they refer to with "@pkg:",
+// transitively (marked Dependency), and orders them.
+func load(ctx context.Context, dirs []string, getenv func(string) (string, bool), deps bool) ([]*Package, error) {
 	if len(dirs) == 0 {
 		return nil, errors.New("no package folders given")
 	}
@@ -114,6 +120,20 @@ func Load(ctx context.Context, dirs []string, getenv func(string) (string, bool)
 		seen[p.Dir] = true
 		pkgs = append(pkgs, p)
 	}
+	for i := 0; deps && i < len(pkgs); i++ {
+		for _, n := range pkgs[i].Needs {
+			if seen[n] {
+				continue
+			}
+			q, err := l.load(n)
+			if err != nil {
+				return nil, fmt.Errorf("%s (named by %s): %w", display(n), pkgs[i].DockerfilePath, err)
+			}
+			seen[n] = true
+			q.Dependency = true
+			pkgs = append(pkgs, q)
+		}
+	}
 	return order(pkgs)
 }
 
@@ -129,13 +149,13 @@ func Build(ctx context.Context, dirs []string, o Options) ([]Result, error) {
 	if o.Getenv == nil {
 		o.Getenv = os.LookupEnv
 	}
-	pkgs, err := Load(ctx, dirs, o.Getenv)
+	pkgs, err := load(ctx, dirs, o.Getenv, true)
 	if err != nil {
 		return nil, err
 	}
 	if o.Push {
 		for _, p := range pkgs {
-			if p.Tag.Dirty {
+			if p.Tag.Dirty && !p.Dependency {
 				return nil, fmt.Errorf("%s: will not push %s: the package has uncommitted changes (a dirty tag names content no commit holds); commit them, or build without --push", display(p.Dir), p.Ref)
 			}
 		}
@@ -200,7 +220,7 @@ func buildOne(ctx context.Context, p *Package, o Options) (Result, error) {
 		res.Built = todo
 		fmt.Fprintf(o.Log, "%s: built %s -> %s\n", p.Ref, strings.Join(todo, ", "), idx.Digest)
 	}
-	if o.Push {
+	if o.Push && !p.Dependency { // dependencies are built for this build, not published
 		if err := o.Cache.Push(ctx, p.Ref, o.PushOptions...); err != nil {
 			return res, fmt.Errorf("pushing %s: %w", p.Ref, err)
 		}

@@ -38,6 +38,9 @@ type Package struct {
 	BuildArgs map[string]string
 	// Needs are the folders of the packages this one refers to with "@pkg:".
 	Needs []string
+	// Dependency says the package was not asked for but is needed by one that was: Build
+	// builds it first when its image is not cached.
+	Dependency bool
 	// ConfigLabel is the org.mobyproject.config label (JSON), empty when build.yml has no
 	// config.
 	ConfigLabel string
