@@ -61,10 +61,14 @@ var (
 	// ErrOutsideWorkTree means a folder is inside a repository but not in its work tree
 	// (for example inside .git, or in a bare repository).
 	ErrOutsideWorkTree = errors.New("outside the git work tree")
-	// ErrNotCommitted means a folder is in a repository but not in its HEAD commit (no commit
-	// yet, or the folder was never committed).
+	// ErrNotCommitted means the folder's repository has no commit yet. (A folder missing
+	// from HEAD in a repository with commits gets a dirty tag based on EmptyTree.)
 	ErrNotCommitted = errors.New("not committed at HEAD")
 )
+
+// EmptyTree is git's hash of the empty tree: the committed tree of a folder that is not in
+// HEAD yet, so that a new package gets the tag "<EmptyTree>-dirty-<content>" until committed.
+const EmptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 // Tag is the content-addressed tag of a package.
 type Tag struct {
@@ -89,7 +93,8 @@ func (t Tag) String() string {
 
 // Of returns the tag of the folder dir, combined with the given extra sources. Relative extra
 // sources are taken relative to dir (as in build.yml). Each folder may be in a different
-// repository; each must exist and be committed at its repository's HEAD.
+// repository; each must exist in a repository with at least one commit. A folder not yet
+// committed gets a dirty tag on EmptyTree.
 func Of(ctx context.Context, dir string, extraSources ...string) (Tag, error) {
 	if _, err := exec.LookPath(gitCommand); err != nil {
 		return Tag{}, fmt.Errorf("%w: %w", ErrGitNotFound, err)
@@ -159,10 +164,15 @@ func inspect(ctx context.Context, dir string) (state, error) {
 	committed, err := r.git(ctx, nil, "rev-parse", "--verify", "--quiet", "HEAD:"+r.prefix)
 	if err != nil {
 		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			return state{}, fmt.Errorf("tag: %s: %w", dir, ErrNotCommitted)
+		if !errors.As(err, &exit) {
+			return state{}, fmt.Errorf("tag: %s: %w", dir, err)
 		}
-		return state{}, fmt.Errorf("tag: %s: %w", dir, err)
+		// A new folder in a repository that has commits: nothing of it is committed, so its
+		// committed tree is the empty tree and its tag is dirty until it is committed.
+		if _, herr := r.git(ctx, nil, "rev-parse", "--verify", "--quiet", "HEAD"); herr != nil {
+			return state{}, fmt.Errorf("tag: %s: %w (the repository has no commit yet: commit the package first)", dir, ErrNotCommitted)
+		}
+		committed = EmptyTree
 	}
 
 	working, err := r.workingTree(ctx)

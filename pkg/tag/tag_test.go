@@ -439,7 +439,6 @@ func TestOfErrors(t *testing.T) {
 		{name: "not a repository", dir: plain, wantIs: ErrNotRepository},
 		{name: "extra source not in a repository", dir: r.path("pkg/a"), extra: []string{plain}, wantIs: ErrNotRepository},
 		{name: "inside .git", dir: r.path(".git/refs"), wantIs: ErrOutsideWorkTree},
-		{name: "folder never committed", dir: r.path("pkg/new"), wantIs: ErrNotCommitted},
 		{name: "repository without commits", dir: empty.path("d"), wantIs: ErrNotCommitted},
 		{name: "missing folder", dir: r.path("pkg/missing"), wantIs: fs.ErrNotExist},
 		{name: "missing extra source", dir: r.path("pkg/a"), extra: []string{"../missing"}, wantIs: fs.ErrNotExist},
@@ -464,6 +463,20 @@ func TestOfErrors(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("folder never committed", func(t *testing.T) {
+		got, err := Of(context.Background(), r.path("pkg/new"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Hash != EmptyTree || !got.Dirty || len(got.Content) != ContentLen {
+			t.Errorf("Of(new folder) = %+v, want a dirty tag on the empty tree", got)
+		}
+		again, err := Of(context.Background(), r.path("pkg/new"))
+		if err != nil || again != got {
+			t.Errorf("Of(new folder) again = %+v, %v; want %+v", again, err, got)
+		}
+	})
 
 	t.Run("git missing", func(t *testing.T) {
 		t.Setenv("PATH", t.TempDir())
