@@ -301,6 +301,9 @@ func buildPlatforms(ctx context.Context, p *Package, todo []string, o Options) (
 			mu.Unlock()
 			d, err := solveInto(gctx, c, req, o.Cache, status)
 			if err != nil {
+				if !p.Spec.Network && strings.Contains(err.Error(), "did not complete successfully") {
+					err = fmt.Errorf("%w\n(RUN steps of this package have no network; if this one needs it, add network: true to %s)", err, p.Spec.File)
+				}
 				return fmt.Errorf("building %s (%s on %s): %w", p.Ref, req.Platform, addr, err)
 			}
 			mu.Lock()
