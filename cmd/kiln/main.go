@@ -29,6 +29,7 @@ func commands() []command {
 		{"validate", "kiln validate FILE.yml...", "check YAML files without resolving images", runValidate},
 		{"pkg", "kiln pkg build|show-tag|manifest [flags] DIR...", "build packages (OCI images) with BuildKit", runPkg},
 		{"builder", "kiln builder start|stop|status|certs", "manage the local BuildKit daemon and builder certificates", runBuilder},
+		{"run", "kiln run qemu [flags] PREFIX | KERNEL [INITRD]", "boot a built system locally in QEMU", runRun},
 		{"cache", "kiln cache ls|rm|clean|import|export|pull|push ...", "manage the local OCI image cache", runCache},
 		{"version", "kiln version", "print kiln's version", runVersion},
 	}
@@ -75,6 +76,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		}
 		err := c.run(ctx, args[1:])
 		var ue usageError
+		var ec exitCodeError
 		switch {
 		case err == nil:
 			return 0
@@ -83,6 +85,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		case errors.As(err, &ue):
 			fmt.Fprintf(stderr, "kiln %s: %v\nusage: %s\n", c.name, err, c.usage)
 			return 2
+		case errors.As(err, &ec):
+			fmt.Fprintf(stderr, "kiln %s: %v\n", c.name, err)
+			return ec.ExitCode()
 		default:
 			fmt.Fprintf(stderr, "kiln %s: %v\n", c.name, err)
 			return 1

@@ -1,0 +1,95 @@
+package qemu
+
+import (
+	"context"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Args checks c (the kernel's architecture against c.Arch, that the files exist), fills in
+// the defaults and returns QEMU's full argument list, the emulator binary first.
+func Args(c Config) ([]string, error) {
+	c, _, err := resolve(c)
+	if err != nil {
+		return nil, err
+	}
+	return buildArgs(c), nil
+}
+
+// Command returns the QEMU command for c, not started, with its standard input, output and
+// error connected to c.Stdin, c.Console and c.Stderr. When ctx ends QEMU gets SIGTERM (it
+// then stops the guest at once) and, 5 seconds later, SIGKILL.
+func Command(ctx context.Context, c Config) (*exec.Cmd, error) {
+	argv, err := Args(c)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Stdin, c.Console, c.Stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
+	return cmd, nil
+}
+
+// buildArgs writes the argument list for a resolved Config.
+func buildArgs(c Config) []string {
+	a := arches[c.Arch]
+	bin := c.QEMU
+	if bin == "" {
+		bin = a.qemu
+	}
+	args := []string{bin,
+		// Only the devices asked for: no default NIC, VGA, monitor or serial port.
+		"-nodefaults", "-no-user-config", "-display", "none",
+		// A guest reboot (or a kernel panic with panic=-1) ends QEMU instead of booting again.
+		"-no-reboot",
+		"-accel", c.Accel,
+	}
+	machine := a.machine
+	if c.Accel == "kvm" && c.Arch == "arm64" {
+		machine = []string{"-M", "virt", "-cpu", "host"}
+	}
+	args = append(args, machine...)
+	args = append(args, "-m", c.Memory, "-smp", strconv.Itoa(c.CPUs), "-kernel", c.Kernel)
+	if c.Initrd != "" {
+		args = append(args, "-initrd", c.Initrd)
+	}
+	args = append(args, "-append", c.Cmdline)
+	if c.Stdin != nil {
+		// One stdio character device shared by the serial port and the monitor; signal=off
+		// hands Ctrl-C to the guest.
+		args = append(args,
+			"-chardev", "stdio,id=console,mux=on,signal=off",
+			"-serial", "chardev:console",
+			"-mon", "chardev=console,mode=readline")
+	} else {
+		args = append(args, "-serial", "stdio")
+	}
+	if c.QMP != "" {
+		args = append(args, "-qmp", "unix:"+escape(c.QMP)+",server=on,wait=off")
+	}
+	for i, d := range c.Disks {
+		id := "disk" + strconv.Itoa(i)
+		opt := "if=none,id=" + id + ",format=" + d.Format
+		if d.ReadOnly {
+			opt += ",readonly=on"
+		}
+		args = append(args,
+			"-drive", opt+",file="+escape(d.Path),
+			"-device", "virtio-blk-"+a.bus+",drive="+id)
+	}
+	if c.Network {
+		netdev := "user,id=net0"
+		for _, f := range c.PortForwards {
+			netdev += ",hostfwd=" + f.Proto + ":" + f.HostAddr + ":" + strconv.Itoa(f.Host) + "-:" + strconv.Itoa(f.Guest)
+		}
+		args = append(args, "-netdev", netdev, "-device", "virtio-net-"+a.bus+",netdev=net0")
+	}
+	return append(args, c.ExtraArgs...)
+}
+
+// escape doubles commas, which QEMU's option syntax reads as separators.
+func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
