@@ -45,6 +45,9 @@ type Request struct {
 	Contexts map[string]digest.Digest
 	// Layout is the OCI layout folder (the kiln cache) holding the Contexts, read-only.
 	Layout string
+	// Locals are named contexts from folders on this machine: a Dockerfile reads them with
+	// COPY --from=NAME or RUN --mount=type=bind,from=NAME (e.g. the Go module context).
+	Locals map[string]string
 	// Network lets RUN steps reach the network; without it they get none.
 	Network bool
 	// NoCache builds every step again.
@@ -77,6 +80,9 @@ func (r *Request) FrontendAttrs() map[string]string {
 	}
 	for name, d := range r.Contexts {
 		a["context:"+name] = "oci-layout://" + LayoutName + "@" + d.String()
+	}
+	for name := range r.Locals {
+		a["context:"+name] = "local:" + name
 	}
 	return a
 }
@@ -153,6 +159,13 @@ func (r *Request) solveOpt(out io.Writer) (client.SolveOpt, func(), error) {
 		// Registry credentials from the usual config file, for FROM lines that are not in the
 		// kiln cache; a hermetic package has none.
 		Session: []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{})},
+	}
+	for name, dir := range r.Locals {
+		fs, err := fsutil.NewFS(dir)
+		if err != nil {
+			return fail(fmt.Errorf("context %s: %w", name, err))
+		}
+		opt.LocalMounts[name] = fs
 	}
 	if len(r.Contexts) > 0 {
 		opt.OCIStores = map[string]content.Store{LayoutName: layoutStore{root: r.Layout}}

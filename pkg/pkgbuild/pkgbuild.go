@@ -255,6 +255,15 @@ func buildPlatforms(ctx context.Context, p *Package, todo []string, o Options) (
 		return nil, err
 	}
 	defer cleanup()
+	modules, cleanupModules, err := goModules(ctx, p.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanupModules()
+	var locals map[string]string
+	if modules != "" {
+		locals = map[string]string{GoModulesContext: modules}
+	}
 
 	// Every request is complete before any solve starts, so an error here leaves nothing
 	// running in the background.
@@ -274,6 +283,7 @@ func buildPlatforms(ctx context.Context, p *Package, todo []string, o Options) (
 			Labels:         labels,
 			Contexts:       contexts,
 			Layout:         o.Cache.Root(),
+			Locals:         locals,
 			Network:        p.Spec.Network,
 			NoCache:        p.Spec.DisableCache || o.Force,
 			Epoch:          epoch,
