@@ -27,7 +27,15 @@ $(BIN)/kiln: FORCE
 
 FORCE:
 
-tools: $(BIN)/registry $(BIN)/golangci-lint $(BIN)/buildkitd $(BIN)/runc
+tools: $(BIN)/registry $(BIN)/golangci-lint $(BIN)/buildkitd $(BIN)/runc $(BIN)/containerd
+
+# containerd and its runc shim, for init's supervisor tests (static, as in system/containerd).
+CONTAINERD_VER := v2.4.2
+export KILN_CONTAINERD := $(BIN)/containerd
+$(BIN)/containerd:
+	CGO_ENABLED=0 GOBIN=$(BIN) $(GO) install -trimpath -tags "no_btrfs no_devmapper no_zfs" \
+		github.com/containerd/containerd/v2/cmd/containerd@$(CONTAINERD_VER) \
+		github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$(CONTAINERD_VER)
 
 # buildkitd, built from our own module (buildkit's go.mod has exclude directives that stop
 # `go install pkg@version`). About 2-10 minutes cold on 2 cores; rebuilt when go.mod changes.
@@ -46,15 +54,20 @@ $(BIN)/registry:
 $(BIN)/golangci-lint:
 	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VER)
 
+# Packages whose code is a Go module of its own (their build context is their folder).
+SUBMODULES    := init kernel/tools services/hello
+
 lint: $(BIN)/golangci-lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(BIN)/golangci-lint run ./...
+	set -e; for m in $(SUBMODULES); do (cd $$m && $(GO) vet ./... && $(BIN)/golangci-lint run --config $(CURDIR)/.golangci.yml ./...); done
 
 # The full suite: lint, unit, golden and integration tests (a real registry and real buildkitd
 # daemons on loopback), and the bootstrap: the Debian seed, tools/debian-base, tools/go and
 # services/hello built for amd64, arm64 and s390x, twice, compared byte for byte.
 test: tools lint binfmt
+	set -e; for m in $(SUBMODULES); do (cd $$m && CI=$${CI:-} $(GO) test $(GOTESTFLAGS) -count=1 ./...); done
 	CI=$${CI:-} $(GO) test $(GOTESTFLAGS) -timeout 50m -count=1 ./...
 
 # Register qemu-user for foreign architectures in binfmt_misc (root; needs qemu-user-static).

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,10 +9,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kiln-os/kiln/internal/ocicache"
-	"github.com/kiln-os/kiln/internal/testutil"
 )
 
 // bootstrapPackages are built, in this order of dependency, from the seed.
@@ -28,87 +25,25 @@ var allArches = []string{"linux/amd64", "linux/arm64", "linux/s390x"}
 // toolchain compiled from source), so -short skips it. KILN_E2E_DIR keeps the seed and the
 // first build between runs (a developer's shortcut; CI starts empty).
 func TestBootstrapReproducible(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the bootstrap takes minutes; run without -short")
-	}
-	need(t, "mmdebstrap", "git")
-	if os.Getenv("GOPROXY_URL") == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("GOPROXY_URL is not set (the Makefile sets it from go env GOPROXY)")
-		}
-		t.Skip("GOPROXY_URL is not set; run through make")
-	}
-	buildkitd, runc := testutil.BuildkitdBinaries(t)
-	root := testutil.ModuleRoot(t)
-	kiln := buildKiln(t, root)
+	w := setup(t)
+	checkPlatforms(t, w.cache, "kiln/debian-seed:bookworm")
 
-	work := os.Getenv("KILN_E2E_DIR")
-	if work == "" {
-		work = t.TempDir()
+	first := w.pkgBuild(t, bootstrapPackages...)
+	if len(first) != len(bootstrapPackages) {
+		t.Fatalf("kiln pkg build printed %v, want one line per package", first)
 	}
-	env := append(os.Environ(),
-		"KILN_CACHE="+filepath.Join(work, "cache"),
-		"KILN_BUILDER_ROOT="+filepath.Join(work, "builder"),
-		"KILN_BUILDKITD="+buildkitd,
-		"KILN_RUNC="+runc,
-		"KILN="+kiln,
-	)
-	run := func(name string, args ...string) string {
-		t.Helper()
-		cmd := exec.Command(name, args...)
-		cmd.Dir, cmd.Env = root, env
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		start := time.Now()
-		err := cmd.Run()
-		t.Logf("%s %s: %s", filepath.Base(name), strings.Join(args, " "), time.Since(start).Round(100*time.Millisecond))
-		if err != nil {
-			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, tail(errb.String(), 60))
-		}
-		return out.String()
-	}
-	t.Cleanup(func() {
-		cmd := exec.Command(kiln, "builder", "stop")
-		cmd.Env = env
-		_ = cmd.Run()
-	})
-
-	cache, err := ocicache.Open(filepath.Join(work, "cache"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cache.Resolve("kiln/debian-seed:bookworm"); err != nil {
-		run(filepath.Join(root, "tools/debian-base/seed.sh"))
-	}
-	checkPlatforms(t, cache, "kiln/debian-seed:bookworm")
-
-	build := func() map[string]string {
-		out := run(kiln, append([]string{"pkg", "build", "-progress", "plain"}, bootstrapPackages...)...)
-		digests := map[string]string{}
-		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-			f := strings.Fields(line)
-			if len(f) == 2 {
-				digests[f[0]] = f[1]
-			}
-		}
-		if len(digests) != len(bootstrapPackages) {
-			t.Fatalf("kiln pkg build printed %q, want one line per package", out)
-		}
-		return digests
-	}
-	first := build()
 	for ref := range first {
-		checkPlatforms(t, cache, ref)
+		checkPlatforms(t, w.cache, ref)
 	}
 
 	// From clean state: no BuildKit cache, none of the packages' images.
-	run(kiln, "builder", "stop")
-	if err := os.RemoveAll(filepath.Join(work, "builder")); err != nil {
+	w.must(t, w.kiln, "builder", "stop")
+	if err := os.RemoveAll(filepath.Join(w.work, "builder")); err != nil {
 		t.Fatal(err)
 	}
 	refs := sortedKeys(first)
-	run(kiln, append([]string{"cache", "rm"}, refs...)...)
-	second := build()
+	w.must(t, w.kiln, append([]string{"cache", "rm"}, refs...)...)
+	second := w.pkgBuild(t, bootstrapPackages...)
 	for _, ref := range refs {
 		if first[ref] != second[ref] {
 			t.Errorf("%s: first build %s, second build from clean state %s", ref, first[ref], second[ref])
@@ -152,17 +87,6 @@ func checkPlatforms(t *testing.T, c *ocicache.Cache, ref string) {
 		b, _ := json.Marshal(im)
 		t.Fatalf("%s: platforms %v, want %v\n%s", ref, got, allArches, b)
 	}
-}
-
-func buildKiln(t *testing.T, root string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "kiln")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/kiln")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building kiln: %v\n%s", err, out)
-	}
-	return bin
 }
 
 func need(t *testing.T, tools ...string) {

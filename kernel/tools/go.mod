@@ -1,0 +1,5 @@
+module kiln.example/kerneltools
+
+go 1.26
+
+require github.com/ulikunitz/xz v0.5.15
