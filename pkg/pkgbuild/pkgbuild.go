@@ -65,7 +65,8 @@ type Options struct {
 	// packages that name no arches (usually the host's).
 	Platforms        []string
 	DefaultPlatforms []string
-	// Force builds packages whose images are cached.
+	// Force builds the packages given even when their images are cached (not the dependencies
+	// Build adds: name those too to rebuild them).
 	Force bool
 	// Push pushes each image to its registry after it is built (or found in the cache).
 	Push        bool
@@ -190,7 +191,7 @@ func buildOne(ctx context.Context, p *Package, o Options) (Result, error) {
 	}
 	var todo []string
 	for _, pl := range want {
-		if _, ok := have[pl]; !ok || o.Force {
+		if _, ok := have[pl]; !ok || (o.Force && !p.Dependency) {
 			todo = append(todo, pl)
 		}
 	}
@@ -236,6 +237,9 @@ func buildOne(ctx context.Context, p *Package, o Options) (Result, error) {
 // buildPlatforms solves p for each platform in parallel, each on its node, and returns the
 // image manifest stored for each.
 func buildPlatforms(ctx context.Context, p *Package, todo []string, o Options) (map[string]v1.Descriptor, error) {
+	if len(p.argErrs) > 0 {
+		return nil, errors.Join(p.argErrs...)
+	}
 	epoch, revision, err := sourceInfo(ctx, p, o.Getenv)
 	if err != nil {
 		return nil, err
@@ -285,7 +289,7 @@ func buildPlatforms(ctx context.Context, p *Package, todo []string, o Options) (
 			Layout:         o.Cache.Root(),
 			Locals:         locals,
 			Network:        p.Spec.Network,
-			NoCache:        p.Spec.DisableCache || o.Force,
+			NoCache:        p.Spec.DisableCache || (o.Force && !p.Dependency),
 			Epoch:          epoch,
 		})
 	}

@@ -38,6 +38,9 @@ type Package struct {
 	BuildArgs map[string]string
 	// Needs are the folders of the packages this one refers to with "@pkg:".
 	Needs []string
+	// argErrs are build arguments that could not be set (a bare NAME the environment lacks);
+	// they fail the package's build, not its loading.
+	argErrs []error
 	// Dependency says the package was not asked for but is needed by one that was: Build
 	// builds it first when its image is not cached.
 	Dependency bool
@@ -149,7 +152,9 @@ func (l *loader) load(dir string) (*Package, error) {
 		if !ok {
 			env, set := l.env(k)
 			if !set {
-				return nil, fmt.Errorf("%s: %q takes its value from the environment, where %s is not set: set it, or write %s=VALUE", where, a, k, k)
+				// Only an error if the package must be built: a cached one needs no arguments.
+				p.argErrs = append(p.argErrs, fmt.Errorf("%s: %q takes its value from the environment, where %s is not set: set it, or write %s=VALUE", where, a, k, k))
+				continue
 			}
 			val = env
 		}

@@ -172,46 +172,6 @@ func TestLoadErrors(t *testing.T) {
 		want  []string // substrings of the error
 	}{
 		{
-			name: "bare build argument not in the environment",
-			files: map[string]string{
-				"p/build.yml":  "image: p\nbuildArgs:\n  - A=1\n  - TOKEN\n",
-				"p/Dockerfile": "FROM scratch\n",
-			},
-			env:  map[string]string{"OTHER": "x"},
-			want: []string{"build.yml: buildArgs[1]", `"TOKEN" takes its value from the environment`, "TOKEN is not set", "TOKEN=VALUE"},
-		},
-		{
-			name: "missing build.yml",
-			files: map[string]string{
-				"p/Dockerfile": "FROM scratch\n",
-			},
-			want: []string{"not a package: no build.yml"},
-		},
-		{
-			name: "missing Dockerfile",
-			files: map[string]string{
-				"p/build.yml": "image: p\ndockerfile: build/Dockerfile\n",
-			},
-			want: []string{"build.yml: dockerfile:", "build/Dockerfile"},
-		},
-		{
-			name: "@pkg: reference to a folder that is no package",
-			files: map[string]string{
-				"p/build.yml":  "image: p\n",
-				"p/Dockerfile": "FROM scratch\nFROM @pkg:../nothing\n",
-				"other":        "x\n",
-			},
-			want: []string{"p/Dockerfile: @pkg:../nothing"},
-		},
-		{
-			name: "@pkg: reference in a build argument to a folder that is no package",
-			files: map[string]string{
-				"p/build.yml":  "image: p\nbuildArgs:\n  - BASE=@pkg:../nothing\n",
-				"p/Dockerfile": "FROM scratch\n",
-			},
-			want: []string{"build.yml: buildArgs[0]: @pkg:../nothing"},
-		},
-		{
 			name: "invalid build.yml",
 			files: map[string]string{
 				"p/build.yml":  "image: p\nunknown: 1\n",
@@ -435,5 +395,28 @@ func TestLoadAddsDependencies(t *testing.T) {
 	}
 	if _, err := load(context.Background(), []string{r.path("pkgs/d")}, nil, true); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("a @pkg: to a missing folder: err = %v, want one naming it", err)
+	}
+}
+
+// TestMissingBuildArgFailsOnlyTheBuild checks that a bare build argument the environment lacks
+// does not stop the package from loading (a cached package needs no arguments) but fails its
+// build, before any builder is contacted, with a message that says what to do.
+func TestMissingBuildArgFailsOnlyTheBuild(t *testing.T) {
+	r := newRepo(t, map[string]string{
+		"p/build.yml":  "image: p\nbuildArgs:\n  - A=1\n  - TOKEN\n",
+		"p/Dockerfile": "FROM scratch\n",
+	})
+	pkgs, err := Load(context.Background(), []string{r.path("p")}, envOf(map[string]string{"OTHER": "x"}))
+	if err != nil {
+		t.Fatalf("Load() = %v, want no error", err)
+	}
+	_, err = buildPlatforms(context.Background(), pkgs[0], []string{"linux/amd64"}, Options{})
+	if err == nil {
+		t.Fatal("buildPlatforms() succeeded, want an error")
+	}
+	for _, w := range []string{"build.yml: buildArgs[1]", `"TOKEN" takes its value from the environment`, "TOKEN is not set", "TOKEN=VALUE"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not contain %q", err, w)
+		}
 	}
 }
