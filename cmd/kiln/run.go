@@ -82,7 +82,8 @@ func runQemu(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	cfg.Kernel, cfg.Initrd = files.kernel, files.initrd
 	cfg.Cmdline = strings.TrimSpace(files.cmdline + " " + *appendCmdline)
 	interactive := isTerminal(stdin)
-	if interactive {
+	if interactive || isPipe(stdin) {
+		// A pipe is forwarded too, so that scripts can type into the guest's console.
 		cfg.Stdin = stdin
 	}
 	argv, err := qemu.Args(cfg)
@@ -150,6 +151,16 @@ func bootFiles(args []string) (boot, error) {
 func isTerminal(r io.Reader) bool {
 	f, ok := r.(*os.File)
 	return ok && f != nil && term.IsTerminal(int(f.Fd()))
+}
+
+// isPipe reports whether r is a pipe (kiln run qemu ... < <(commands) or cmds | kiln run qemu).
+func isPipe(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok || f == nil {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeNamedPipe != 0
 }
 
 // shellQuote writes argv so that it can be pasted into a shell.
