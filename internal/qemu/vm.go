@@ -115,7 +115,31 @@ func start(ctx context.Context, c Config, qmp bool) (*VM, error) {
 	if c.Stderr != nil {
 		cmd.Stderr = io.MultiWriter(vm.stderr, c.Stderr)
 	}
-	if err := cmd.Start(); err != nil {
+	// A Stdin that is not a file (an io.Pipe a test types into) would make exec's Wait wait
+	// for its copying goroutine, which blocks reading until the caller closes it: QEMU's exit
+	// would go unseen. Give QEMU a real pipe and copy into it here instead; the copy ends at
+	// the first write after QEMU is gone.
+	var stdinR *os.File
+	if c.Stdin != nil {
+		if _, isFile := c.Stdin.(*os.File); !isFile {
+			r, w, err := os.Pipe()
+			if err != nil {
+				vm.cleanup()
+				return nil, err
+			}
+			stdinR = r
+			cmd.Stdin = r
+			go func(src io.Reader) {
+				_, _ = io.Copy(w, src)
+				w.Close()
+			}(c.Stdin)
+		}
+	}
+	err = cmd.Start()
+	if stdinR != nil {
+		stdinR.Close() // QEMU has its own copy
+	}
+	if err != nil {
 		vm.cleanup()
 		return nil, fmt.Errorf("starting %s (install it, e.g. from Debian's qemu-system-x86, qemu-system-arm or qemu-system-misc package): %w", cmd.Path, err)
 	}

@@ -1,0 +1,212 @@
+// Command bootcheck boots a kiln system built from images/minimal.yml in QEMU and checks it from
+// the console, as a person at the console would: the onboot container ran, the services came
+// up, `ctr tasks ls` in the console shell lists them RUNNING, and `kill -TERM 1` runs the
+// onshutdown container and powers the machine off with QEMU exiting 0. It prints the console
+// as it goes and, at the end, how long each milestone took. `make demo` and `make bench` run it.
+//
+// With -bare it instead boots the kernel with a tiny init that prints a marker and powers off,
+// which measures the kernel's own boot cost on the same emulator.
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/kiln-os/kiln/internal/archive"
+	"github.com/kiln-os/kiln/internal/qemu"
+)
+
+func main() {
+	prefix := flag.String("prefix", "", "kiln build output prefix (PREFIX-kernel, PREFIX-initrd.img, PREFIX-cmdline)")
+	arch := flag.String("arch", "", "guest architecture (default: the kernel's)")
+	mem := flag.String("mem", "2048M", "guest memory")
+	timeout := flag.Duration("timeout", 5*time.Minute, "the longest any one milestone may take")
+	quiet := flag.Bool("quiet", false, "do not print the console")
+	bare := flag.Bool("bare", false, "boot PREFIX's kernel with a marker-and-poweroff init instead of its initrd (the kernel's own cost)")
+	flag.Parse()
+	if *prefix == "" {
+		fmt.Fprintln(os.Stderr, "bootcheck: -prefix is required")
+		os.Exit(2)
+	}
+	console := io.Writer(os.Stdout)
+	if *quiet {
+		console = io.Discard
+	}
+	var err error
+	if *bare {
+		err = runBare(*prefix, *arch, *mem, *timeout, console)
+	} else {
+		err = run(*prefix, *arch, *mem, *timeout, console)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bootcheck:", err)
+		os.Exit(1)
+	}
+}
+
+type milestone struct {
+	what  string
+	match *regexp.Regexp
+	then  string // typed into the console after the match
+}
+
+func run(prefix, arch, mem string, timeout time.Duration, console io.Writer) error {
+	steps := []milestone{
+		{what: "onboot ran", match: regexp.MustCompile(`kiln-init: onboot \S+ exited 0`)},
+		{what: "all services up", match: regexp.MustCompile(`kiln-init: all services up`),
+			then: "ctr -n services.linuxkit tasks ls\n"},
+		{what: "services RUNNING under containerd", match: regexp.MustCompile(`^hello\s+\d+\s+RUNNING`),
+			then: "kill -TERM 1\n"},
+		{what: "onshutdown ran", match: regexp.MustCompile(`kiln-init: onshutdown \S+ exited 0`)},
+		{what: "powering off", match: regexp.MustCompile(`kiln-init: powering off`)},
+	}
+	return boot(prefix, "", arch, mem, timeout, console, steps)
+}
+
+func runBare(prefix, arch, mem string, timeout time.Duration, console io.Writer) error {
+	if arch == "" {
+		info, err := qemu.Inspect(prefix + "-kernel")
+		if err != nil {
+			return err
+		}
+		arch = info.Arch
+	}
+	initBin, err := buildBareInit(arch)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(filepath.Dir(initBin))
+	initrd, err := bareInitrd(initBin)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(initrd)
+	steps := []milestone{{what: "marker", match: regexp.MustCompile(`KILN-BARE-MARKER`)}}
+	return boot(prefix, initrd, arch, mem, timeout, console, steps)
+}
+
+func boot(prefix, initrd, arch, mem string, timeout time.Duration, console io.Writer, steps []milestone) error {
+	cmdline, err := os.ReadFile(prefix + "-cmdline")
+	if err != nil {
+		return err
+	}
+	if initrd == "" {
+		initrd = prefix + "-initrd.img"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdin, typer := io.Pipe()
+	defer typer.Close()
+	start := time.Now()
+	vm, err := qemu.Start(ctx, qemu.Config{
+		Arch: arch, Kernel: prefix + "-kernel", Initrd: initrd,
+		Cmdline: strings.TrimSpace(string(cmdline)), Memory: mem,
+		Console: console, Stdin: stdin,
+	})
+	if err != nil {
+		return err
+	}
+	defer vm.Kill()
+	var report []string
+	for _, s := range steps {
+		if _, err := vm.WaitForMatch(ctx, s.match, timeout); err != nil {
+			return fmt.Errorf("waiting for %s: %w", s.what, err)
+		}
+		report = append(report, fmt.Sprintf("%-36s %6.1f s", s.what, time.Since(start).Seconds()))
+		if s.then != "" {
+			if _, err := io.WriteString(typer, s.then); err != nil {
+				return err
+			}
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- vm.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("QEMU: %w", err)
+		}
+	case <-time.After(timeout):
+		return errors.New("QEMU did not exit after the guest powered off")
+	}
+	report = append(report, fmt.Sprintf("%-36s %6.1f s", "QEMU exited 0", time.Since(start).Seconds()))
+	fmt.Printf("\nbootcheck %s:\n  %s\n", filepath.Base(prefix), strings.Join(report, "\n  "))
+	return nil
+}
+
+// bareInitSource is PID 1 for -bare: print the marker, power off.
+const bareInitSource = `package main
+
+import (
+	"fmt"
+	"syscall"
+)
+
+func main() {
+	fmt.Println("KILN-BARE-MARKER")
+	syscall.Sync()
+	syscall.Reboot(syscall.LINUX_REBOOT_CMD_POWER_OFF)
+}
+`
+
+// buildBareInit compiles bareInitSource for arch with the go command.
+func buildBareInit(arch string) (string, error) {
+	dir, err := os.MkdirTemp("", "bootcheck-bare-")
+	if err != nil {
+		return "", err
+	}
+	for name, text := range map[string]string{"go.mod": "module bare\n\ngo 1.26\n", "main.go": bareInitSource} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			return "", err
+		}
+	}
+	bin := filepath.Join(dir, "init")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the bare init: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// bareInitrd packs the static program initBin as /init in a gzip newc initramfs.
+func bareInitrd(initBin string) (string, error) {
+	data, err := os.ReadFile(initBin)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp("", "bootcheck-initrd-")
+	if err != nil {
+		return "", err
+	}
+	gz, err := archive.NewGzipWriter(f, archive.DefaultGzipLevel)
+	if err != nil {
+		f.Close()
+		return "", err
+	}
+	cw := archive.NewCpioWriter(gz)
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: "init", Mode: 0o755, Size: int64(len(data))}
+	err = cw.WriteEntry(archive.Entry{Header: hdr}, bytes.NewReader(data))
+	for _, c := range []io.Closer{cw, gz, f} {
+		if cerr := c.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
