@@ -83,8 +83,9 @@ bench: build
 	$(GO) run ./internal/cmd/pkgbench -kiln $(BIN)/kiln
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/... ./assemble/...
 
-# The main job. Today: build the example system in examples/ from YAML.
-demo: build
+# The main job: build images/minimal.yml for this machine from Debian's packages and the Go
+# module proxy (seed, packages, system), twice, and boot it in QEMU.
+demo: build tools
 	./scripts/demo.sh
 
 clean:
