@@ -16,7 +16,7 @@ export KILN_RUNC         := $(BIN)/runc
 export GOPROXY_URL ?= $(firstword $(subst $(comma), ,$(shell $(GO) env GOPROXY)))
 comma := ,
 
-.PHONY: all build tools lint test test-short bench demo clean binfmt
+.PHONY: all build tools lint test test-short bench demo clean binfmt deps
 
 all: build
 
@@ -66,7 +66,7 @@ lint: $(BIN)/golangci-lint
 # The full suite: lint, unit, golden and integration tests (a real registry and real buildkitd
 # daemons on loopback), and the bootstrap: the Debian seed, tools/debian-base, tools/go and
 # services/hello built for amd64, arm64 and s390x, twice, compared byte for byte.
-test: tools lint binfmt
+test: deps tools lint binfmt
 	set -e; for m in $(SUBMODULES); do (cd $$m && CI=$${CI:-} $(GO) test $(GOTESTFLAGS) -count=1 ./...); done
 	CI=$${CI:-} $(GO) test $(GOTESTFLAGS) -timeout 50m -count=1 ./...
 
@@ -89,8 +89,12 @@ bench: build
 
 # The main job: build images/minimal.yml for this machine from Debian's packages and the Go
 # module proxy (seed, packages, system), twice, and boot it in QEMU.
-demo: build tools
+demo: deps build tools
 	./scripts/demo.sh
+
+# Debian packages from the machine's apt sources, when missing (see scripts/deps.sh).
+deps:
+	./scripts/deps.sh
 
 clean:
 	rm -rf $(BIN) out

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install the Debian packages kiln's build, tests and demo use, when they are missing (root;
+# apt-get from the machine's configured sources). `make test`, `make demo` and .ci/run call it.
+#
+# cpio and bsdtar (libarchive-tools) cross-check the archive formats. gcc, libc6-dev and
+# libseccomp-dev build the static runc. mmdebstrap makes the Debian seed; qemu-user-static runs
+# foreign architectures' maintainer scripts and RUN steps (scripts/binfmt.sh registers it).
+# qemu-system-* boot the systems on amd64, arm64 and s390x. xz-utils and kmod: the kernel tools'
+# tests compare with xz and depmod.
+set -euo pipefail
+need=()
+for p in cpio libarchive-tools git make gcc libc6-dev libseccomp-dev mmdebstrap qemu-user-static \
+	qemu-system-x86 qemu-system-arm qemu-system-misc xz-utils kmod; do
+	dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if ((${#need[@]})); then
+	if [[ $(id -u) != 0 ]]; then
+		echo "deps.sh: missing Debian packages: ${need[*]}; install them as root (apt-get install ...)" >&2
+		exit 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${need[@]}"
+fi
