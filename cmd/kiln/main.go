@@ -105,7 +105,8 @@ func printUsage(w io.Writer) {
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'kiln help COMMAND' or 'kiln COMMAND -h' for a command's flags.")
-	fmt.Fprintln(w, "Environment: KILN_CACHE (image cache folder, default ~/.kiln/cache), SOURCE_DATE_EPOCH.")
+	fmt.Fprintln(w, "Environment: KILN_CACHE (image cache, default ~/.kiln/cache), KILN_BUILDER_ROOT (local builder,\n"+
+		"default ~/.kiln/builder), KILN_BUILDERS (remote builder nodes), SOURCE_DATE_EPOCH.")
 }
 
 // newFlags makes a flag set whose -h prints the usage line, the summary and the flags.
