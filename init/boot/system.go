@@ -227,7 +227,7 @@ func startServices(ctx context.Context, s *State) error {
 		return err
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("%d of %d services up; not started: %s (their restart policy keeps trying)",
+		return fmt.Errorf("%d of %d services up; not started: %s (each keeps to its restart policy; see the lines above)",
 			len(up), len(up)+len(failed), strings.Join(failed, ", "))
 	}
 	s.Console.Printf("all services up")
