@@ -32,7 +32,7 @@ func TestBadInputBoots(t *testing.T) {
 	}
 	t.Run("degraded", func(t *testing.T) {
 		t.Parallel()
-		vm, typer := startVM(t, filepath.Join(out, "degraded"))
+		vm, typer := startVM(t, filepath.Join(out, "degraded"), "amd64")
 		for _, want := range []string{
 			// (WaitFor moves past each matched line, so one string per line.)
 			`kiln-init: step modules failed (`,
@@ -57,7 +57,7 @@ func TestBadInputBoots(t *testing.T) {
 	})
 	t.Run("failing", func(t *testing.T) {
 		t.Parallel()
-		vm, _ := startVM(t, filepath.Join(out, "failing"))
+		vm, _ := startVM(t, filepath.Join(out, "failing"), "amd64")
 		for _, want := range []string{
 			`kiln-init: onboot fails failed: runc run exited with status 7`,
 			`fails: hello: exiting with status 7`,
@@ -75,9 +75,9 @@ func TestBadInputBoots(t *testing.T) {
 	})
 }
 
-// startVM boots PREFIX-kernel and PREFIX-initrd.img on amd64 and returns the VM and a writer
+// startVM boots PREFIX-kernel and PREFIX-initrd.img on arch and returns the VM and a writer
 // that types into its console. The console goes to PREFIX-console.log.
-func startVM(t *testing.T, prefix string) (*qemu.VM, io.Writer) {
+func startVM(t *testing.T, prefix, arch string) (*qemu.VM, io.Writer) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	t.Cleanup(cancel)
@@ -93,7 +93,7 @@ func startVM(t *testing.T, prefix string) (*qemu.VM, io.Writer) {
 	stdin, typer := io.Pipe()
 	t.Cleanup(func() { typer.Close() })
 	vm, err := qemu.Start(ctx, qemu.Config{
-		Arch: "amd64", Kernel: prefix + "-kernel", Initrd: prefix + "-initrd.img",
+		Arch: arch, Kernel: prefix + "-kernel", Initrd: prefix + "-initrd.img",
 		Cmdline: strings.TrimSpace(string(cmdline)), Memory: "2048M", Console: log, Stdin: stdin,
 	})
 	if err != nil {

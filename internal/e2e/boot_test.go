@@ -3,15 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/kiln-os/kiln/internal/qemu"
 )
 
 // minimalPackages are the packages images/minimal.yml names.
@@ -42,36 +37,13 @@ func TestMinimalBoots(t *testing.T) {
 }
 
 func bootMinimal(t *testing.T, prefix, arch string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	cmdline, err := os.ReadFile(prefix + "-cmdline")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, err := os.Create(prefix + "-console.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	stdin, typer := io.Pipe()
-	defer typer.Close()
+	ctx := context.Background() // the VM's own deadline (startVM) bounds every wait
 	start := time.Now()
-	vm, err := qemu.Start(ctx, qemu.Config{
-		Arch:    arch,
-		Kernel:  prefix + "-kernel",
-		Initrd:  prefix + "-initrd.img",
-		Cmdline: strings.TrimSpace(string(cmdline)),
-		Memory:  "2048M",
-		Console: log,
-		Stdin:   stdin,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vm.Kill()
+	vm, typer := startVM(t, prefix, arch)
+	log := prefix + "-console.log"
 	failed := func(err error) {
 		t.Helper()
-		t.Fatalf("%s: %v\n(the whole console is in %s)", arch, err, log.Name())
+		t.Fatalf("%s: %v\n(the whole console is in %s)", arch, err, log)
 	}
 	expect := func(what string) {
 		t.Helper()
@@ -100,16 +72,7 @@ func bootMinimal(t *testing.T, prefix, arch string) {
 	}
 	expect("kiln-init: onshutdown hello-onshutdown exited 0")
 	expect("kiln-init: powering off")
-	done := make(chan error, 1)
-	go func() { done <- vm.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			failed(fmt.Errorf("QEMU: %w", err))
-		}
-	case <-time.After(markerTimeout):
-		failed(fmt.Errorf("QEMU did not exit after the guest powered off"))
-	}
+	waitExit(t, vm)
 	t.Logf("%s: booted, checked and powered off in %s", arch, time.Since(start).Round(100*time.Millisecond))
 }
 
