@@ -13,8 +13,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/kiln-os/kiln/assemble/config"
 	"github.com/kiln-os/kiln/assemble/spec"
+	"github.com/kiln-os/kiln/config"
 	"github.com/kiln-os/kiln/internal/archive"
 	"github.com/kiln-os/kiln/internal/ocicache"
 )

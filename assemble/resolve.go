@@ -13,7 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"gopkg.in/yaml.v3"
 
-	"github.com/kiln-os/kiln/assemble/config"
+	"github.com/kiln-os/kiln/config"
 	"github.com/kiln-os/kiln/internal/ocicache"
 )
 

@@ -14,8 +14,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kiln-os/kiln/assemble/config"
 	"github.com/kiln-os/kiln/assemble/spec"
+	"github.com/kiln-os/kiln/config"
 	"github.com/kiln-os/kiln/internal/archive"
 	"github.com/kiln-os/kiln/internal/layers"
 )

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kiln-os/kiln/assemble/config"
+	"github.com/kiln-os/kiln/config"
 )
 
 // ErrNotFound is wrapped by every error for a user or group name that no lookup knows.

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kiln-os/kiln/assemble/config"
+	"github.com/kiln-os/kiln/config"
 )
 
 func TestParsePasswd(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kiln-os/kiln/assemble/config"
+	"github.com/kiln-os/kiln/config"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 

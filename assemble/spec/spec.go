@@ -16,7 +16,7 @@ import (
 	"slices"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/kiln-os/kiln/assemble/config"
+	"github.com/kiln-os/kiln/config"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 

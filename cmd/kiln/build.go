@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/kiln-os/kiln/assemble"
-	"github.com/kiln-os/kiln/assemble/config"
+	"github.com/kiln-os/kiln/config"
 	"github.com/kiln-os/kiln/internal/ocicache"
 	"github.com/kiln-os/kiln/pkg/buildyml"
 )

@@ -14,7 +14,7 @@ import (
 	"github.com/containerd/platforms"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
-	"github.com/kiln-os/kiln/assemble/config"
+	"github.com/kiln-os/kiln/config"
 	"github.com/kiln-os/kiln/pkg/buildyml"
 	"github.com/kiln-os/kiln/pkg/tag"
 )
