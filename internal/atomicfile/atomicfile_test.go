@@ -55,7 +55,6 @@ func TestCommitAndAbort(t *testing.T) {
 	}
 }
 
-
 // TestCleanStaleKeepsLiveWriters: a temporary file of a writer that is still running is kept,
 // one whose writer was killed with SIGKILL is removed.
 func TestCleanStaleKeepsLiveWriters(t *testing.T) {
