@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/moby/buildkit/client"
+
+	"github.com/kiln-os/kiln/internal/testenv"
 )
 
 // Environment variables that point at the binaries StartBuildkitd runs (the same ones kiln's
@@ -40,8 +42,8 @@ type Buildkitd struct {
 }
 
 // BuildkitdBinaries returns the buildkitd and runc binaries ($KILN_BUILDKITD and $KILN_RUNC,
-// else <module root>/bin). Without them the test is skipped, unless the CI environment
-// variable is set, where that is a failure.
+// else <module root>/bin). Without them, or without root, the test is skipped, or fails under
+// CI (see testenv.SkipOrFail).
 func BuildkitdBinaries(t testing.TB) (buildkitd, runc string) {
 	t.Helper()
 	var err error
@@ -49,16 +51,10 @@ func BuildkitdBinaries(t testing.TB) (buildkitd, runc string) {
 		runc, err = binary("runc", RuncBinEnv)
 	}
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("buildkitd binaries: %v", err)
-		}
-		t.Skipf("buildkitd binaries: %v (run make tools, or set %s and %s)", err, BuildkitdBinEnv, RuncBinEnv)
+		testenv.SkipOrFail(t, "buildkitd binaries: %v (run make tools, or set %s and %s)", err, BuildkitdBinEnv, RuncBinEnv)
 	}
 	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("buildkitd needs root")
-		}
-		t.Skip("buildkitd needs root")
+		testenv.SkipOrFail(t, "buildkitd needs root (run the tests as root)")
 	}
 	return buildkitd, runc
 }

@@ -3,5 +3,6 @@
 // cleaning them up when the test ends.
 //
 // It is for tests only: nothing outside _test.go files may import it. It fakes nothing; when a
-// daemon's binary is missing the test is skipped locally and fails in CI (env CI set).
+// daemon's binary is missing the test is skipped locally and fails under CI (see
+// internal/testenv).
 package testutil

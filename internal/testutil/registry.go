@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kiln-os/kiln/internal/testenv"
 )
 
 // RegistryBinEnv names the environment variable that points at distribution's registry binary.
@@ -22,15 +24,12 @@ const RegistryBinEnv = "KILN_REGISTRY_BIN"
 // or wherever KILN_REGISTRY_BIN points) with filesystem storage in a temporary directory,
 // listening on a free loopback port, and returns its "127.0.0.1:port". It waits until /v2/
 // answers and stops the registry when the test ends. Without the binary the test is skipped,
-// unless the CI environment variable is set, where that is a failure.
+// or fails under CI (see testenv.SkipOrFail).
 func StartRegistry(t testing.TB) (hostPort string) {
 	t.Helper()
 	bin, err := registryBinary()
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("registry binary: %v", err)
-		}
-		t.Skipf("registry binary: %v (run make, or set %s)", err, RegistryBinEnv)
+		testenv.SkipOrFail(t, "registry binary: %v (run make tools, or set %s)", err, RegistryBinEnv)
 	}
 	var lastErr error
 	for range 3 { // the free port can be taken between probing and binding
