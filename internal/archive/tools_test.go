@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kiln-os/kiln/internal/testenv"
 )
 
 // lsMode renders a type and permission bits the way ls, cpio -tv and tar -tv do.
@@ -62,7 +64,7 @@ func runTool(t *testing.T, stdin []byte, name string, args ...string) string {
 		if pkg == "" {
 			pkg = name
 		}
-		t.Skipf("%s is not on PATH (apt-get install %s); skipping the cross-check", name, pkg)
+		testenv.SkipOrFail(t, "%s is not on PATH (apt-get install %s), so the cross-check cannot run", name, pkg)
 	}
 	cmd := exec.Command(path, args...)
 	cmd.Stdin = bytes.NewReader(stdin)

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 
@@ -116,13 +117,18 @@ func TestConcurrentGoroutines(t *testing.T) {
 }
 
 // TestConcurrentProcesses re-executes the test binary twice; both write into one cache at once.
+// In the re-executed processes (helperEnv set) the same test is the writer instead.
 func TestConcurrentProcesses(t *testing.T) {
+	if v := os.Getenv(helperEnv); v != "" {
+		concurrentProcessesHelper(t, v)
+		return
+	}
 	c := newCache(t)
 	prefixes := []string{"p0", "p1"}
 	const n = 10
 	var cmds []*exec.Cmd
 	for _, p := range prefixes {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+		cmd := exec.Command(os.Args[0], "-test.run=^TestConcurrentProcesses$", "-test.count=1")
 		cmd.Env = append(os.Environ(), helperEnv+"="+c.Root()+"|"+p)
 		out := &lockedBuf{}
 		cmd.Stdout, cmd.Stderr = out, out
@@ -144,19 +150,16 @@ func TestConcurrentProcesses(t *testing.T) {
 	checkComplete(t, c, expectRefs(prefixes, n))
 }
 
-// TestHelperProcess is the body of the processes TestConcurrentProcesses starts.
-func TestHelperProcess(t *testing.T) {
-	v := os.Getenv(helperEnv)
-	if v == "" {
-		t.Skip("helper for TestConcurrentProcesses")
+// concurrentProcessesHelper is what each process TestConcurrentProcesses starts does: write ten
+// images named after its prefix into the cache at root, then collect garbage. v is
+// "root|prefix".
+func concurrentProcessesHelper(t *testing.T, v string) {
+	t.Helper()
+	i := strings.LastIndexByte(v, '|')
+	if i < 0 {
+		t.Fatalf("%s=%q, want root|prefix", helperEnv, v)
 	}
-	var root, prefix string
-	for i := len(v) - 1; i >= 0; i-- {
-		if v[i] == '|' {
-			root, prefix = v[:i], v[i+1:]
-			break
-		}
-	}
+	root, prefix := v[:i], v[i+1:]
 	c, err := Open(root)
 	if err != nil {
 		t.Fatal(err)

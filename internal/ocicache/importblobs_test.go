@@ -15,6 +15,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/kiln-os/kiln/internal/testenv"
 )
 
 // stripMediaTypes removes the mediaType of every index.json entry, as some writers leave it out.
@@ -264,7 +266,7 @@ func waitForBlockedLock(t *testing.T, path string, done <-chan error) {
 		}
 		b, err := os.ReadFile("/proc/locks")
 		if err != nil {
-			t.Skipf("cannot see lock waiters: %v", err)
+			testenv.SkipOrFail(t, "cannot see lock waiters in /proc/locks (mount procfs at /proc): %v", err)
 		}
 		for _, l := range strings.Split(string(b), "\n") {
 			if strings.Contains(l, "-> FLOCK") && strings.Contains(l, ino) {

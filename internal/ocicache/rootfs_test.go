@@ -21,6 +21,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/kiln-os/kiln/internal/testenv"
 )
 
 // rootfsTar is a small root filesystem tar as mmdebstrap writes one: "./" names, directories,
@@ -465,7 +467,7 @@ func TestImportRootfsLarge(t *testing.T) {
 func TestImportRootfsFromTarProgram(t *testing.T) {
 	tarBin, err := exec.LookPath("tar")
 	if err != nil {
-		t.Skip("no tar program")
+		testenv.SkipOrFail(t, "no tar program on PATH (apt-get install tar): %v", err)
 	}
 	tree := t.TempDir()
 	for name, body := range map[string]string{"etc/os-release": "ID=debian\n", "usr/bin/true": "#!/bin/sh\n"} {
