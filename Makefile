@@ -81,10 +81,10 @@ test-short:
 bench: build
 	$(GO) run ./internal/cmd/kilnbench -kiln $(BIN)/kiln
 	$(GO) run ./internal/cmd/pkgbench -kiln $(BIN)/kiln
-	@if [ -f out/demo/sys/minimal-kernel ]; then \
-		$(GO) run ./internal/cmd/bootcheck -quiet -bare -prefix out/demo/sys/minimal && \
-		$(GO) run ./internal/cmd/bootcheck -quiet -prefix out/demo/sys/minimal; \
-	else echo "boot figures: run make demo first (it builds out/demo/sys/minimal-*)"; fi
+	@if [ -f _out/demo/sys/minimal-kernel ]; then \
+		$(GO) run ./internal/cmd/bootcheck -quiet -bare -prefix _out/demo/sys/minimal && \
+		$(GO) run ./internal/cmd/bootcheck -quiet -prefix _out/demo/sys/minimal; \
+	else echo "boot figures: run make demo first (it builds _out/demo/sys/minimal-*)"; fi
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/... ./assemble/...
 
 # The main job: build images/minimal.yml for this machine from Debian's packages and the Go
@@ -97,4 +97,4 @@ deps:
 	./scripts/deps.sh
 
 clean:
-	rm -rf $(BIN) out
+	rm -rf $(BIN) out _out

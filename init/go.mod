@@ -1,6 +1,6 @@
 module github.com/kiln-os/kiln/init
 
-go 1.26.6
+go 1.26.8
 
 require (
 	github.com/containerd/containerd/v2 v2.4.2

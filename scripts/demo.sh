@@ -10,14 +10,15 @@
 #   4. the boot (internal/cmd/bootcheck): onboot runs, services come up under containerd,
 #      `ctr tasks ls` in the console shell lists them, `kill -TERM 1` powers off cleanly
 #
-# Everything lives in out/demo (cache, builder state, outputs); a second run reuses the cache
+# Everything lives in _out/demo (cache, builder state, outputs: a folder Go, the linters and git
+# ignore, so make test works after make demo); a second run reuses the cache
 # and only rebuilds what changed. Needs root (buildkitd), mmdebstrap, qemu-system for this
 # architecture; `make demo` builds bin/ first. About 10 minutes the first time on 2 cores.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 ARCH=$(go env GOARCH)
-OUT=$PWD/out/demo
+OUT=$PWD/_out/demo
 KILN=$PWD/bin/kiln
 export KILN_CACHE=$OUT/cache KILN_BUILDER_ROOT=$OUT/builder KILN=$KILN
 export KILN_BUILDKITD=${KILN_BUILDKITD:-$PWD/bin/buildkitd} KILN_RUNC=${KILN_RUNC:-$PWD/bin/runc}

@@ -6,11 +6,15 @@
 # libseccomp-dev build the static runc. mmdebstrap makes the Debian seed; qemu-user-static runs
 # foreign architectures' maintainer scripts and RUN steps (scripts/binfmt.sh registers it).
 # qemu-system-* boot the systems on amd64, arm64 and s390x. xz-utils and kmod: the kernel tools'
-# tests compare with xz and depmod.
+# tests compare with xz and depmod. Recommended packages are not installed (they pull in desktop
+# and speech libraries); what we need of them is named here: arch-test (mmdebstrap's check of
+# foreign architectures), seabios and ipxe-qemu (QEMU's BIOS and NIC boot ROMs), ovmf and
+# qemu-efi-aarch64 (EFI firmware), qemu-utils (qemu-img).
 set -euo pipefail
 need=()
 for p in cpio libarchive-tools git make gcc libc6-dev libseccomp-dev mmdebstrap qemu-user-static \
-	qemu-system-x86 qemu-system-arm qemu-system-misc xz-utils kmod; do
+	arch-test qemu-system-x86 qemu-system-arm qemu-system-misc seabios ipxe-qemu ovmf qemu-efi-aarch64 \
+	qemu-utils xz-utils kmod; do
 	dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if ((${#need[@]})); then
@@ -20,5 +24,5 @@ if ((${#need[@]})); then
 	fi
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	apt-get install -y -qq "${need[@]}"
+	apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi

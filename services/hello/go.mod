@@ -1,3 +1,3 @@
 module kiln.example/hello
 
-go 1.26
+go 1.26.8

@@ -9,10 +9,21 @@
 # output; by default it is the time of the last commit of this folder, so the same mirror state
 # gives the same bytes.
 #
-# Usage: seed.sh [ARCH...]   (default: amd64 arm64 s390x; env KILN=path to kiln)
+# Usage: seed.sh [ARCH...]   (default: amd64 arm64 s390x; env KILN=path to kiln, else the
+# checkout's bin/kiln after `make`, else kiln on PATH)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-kiln=${KILN:-kiln}
+kiln=${KILN:-}
+if [[ -z $kiln ]]; then
+	if [[ -x $here/../../bin/kiln ]]; then
+		kiln=$(cd "$here/../.." && pwd)/bin/kiln
+	elif command -v kiln >/dev/null; then
+		kiln=kiln
+	else
+		echo "seed.sh: no kiln: run make in the checkout (it builds bin/kiln), or set KILN=path" >&2
+		exit 1
+	fi
+fi
 arches=("$@")
 ((${#arches[@]})) || arches=(amd64 arm64 s390x)
 suite=bookworm
