@@ -97,6 +97,17 @@ func tempStem(final string) string {
 // Final is the name the file gets on Commit.
 func (f *File) Final() string { return f.final }
 
+// SetFinal changes the name Commit gives the file, for content whose name is known only once
+// it is written (a blob named by its digest). It must be in the folder of the first name, where
+// the temporary file is, so that the rename stays atomic.
+func (f *File) SetFinal(final string) error {
+	if filepath.Dir(final) != filepath.Dir(f.final) {
+		return fmt.Errorf("writing %s: %s is not in the same folder", f.final, final)
+	}
+	f.final = final
+	return nil
+}
+
 // Commit sets the mode, syncs, closes and renames the file into place, then syncs the folder.
 // On error the temporary file is removed and the final name is left as it was.
 func (f *File) Commit() error {
