@@ -7,10 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/containerd/platforms"
-	"github.com/moby/buildkit/client"
 
 	"github.com/kiln-os/kiln/builder"
 	"github.com/kiln-os/kiln/pkg/pkgbuild"
@@ -106,11 +104,11 @@ func pkgBuild(ctx context.Context, args []string) error {
 			want = append(want, n)
 		}
 	}
-	conn := &connector{nodes: nodes, root: root, log: os.Stderr, clients: map[string]*client.Client{}}
-	defer conn.close()
+	pool := &builder.Pool{Nodes: nodes, Root: root, Log: os.Stderr}
+	defer pool.Close()
 	results, err := pkgbuild.Build(ctx, fs.Args(), pkgbuild.Options{
 		Cache:            cache,
-		Connect:          conn.connect,
+		Connect:          pool.Connect,
 		Platforms:        want,
 		DefaultPlatforms: []string{platforms.Format(platforms.DefaultSpec())},
 		Force:            *force,
@@ -123,52 +121,6 @@ func pkgBuild(ctx context.Context, args []string) error {
 		fmt.Printf("%s %s\n", r.Ref, r.Digest)
 	}
 	return err
-}
-
-// connector hands out one client per builder node, starting the local builder the first time
-// a platform without a remote node needs it.
-type connector struct {
-	nodes   []builder.Node
-	root    string
-	log     io.Writer
-	mu      sync.Mutex
-	clients map[string]*client.Client
-}
-
-func (c *connector) connect(ctx context.Context, platform string) (*client.Client, string, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n, ok := builder.FindNode(c.nodes, platform)
-	if !ok {
-		d, err := localDaemon(c.root)
-		if err != nil {
-			return nil, "", err
-		}
-		if st, err := d.Status(ctx); err != nil || !st.Running {
-			fmt.Fprintf(c.log, "starting the local builder (state in %s)\n", c.root)
-			if err := d.Start(ctx); err != nil {
-				return nil, "", err
-			}
-		}
-		// The local builder builds any platform: natively, by cross-compiling in
-		// --platform=$BUILDPLATFORM stages, or under emulation when binfmt_misc has it.
-		n = builder.Node{Platform: platforms.Format(platforms.DefaultSpec()), Address: d.Address()}
-	}
-	if cl, ok := c.clients[n.Address]; ok {
-		return cl, n.Address, nil
-	}
-	cl, err := builder.Connect(ctx, n)
-	if err != nil {
-		return nil, "", err
-	}
-	c.clients[n.Address] = cl
-	return cl, n.Address, nil
-}
-
-func (c *connector) close() {
-	for _, cl := range c.clients {
-		_ = cl.Close()
-	}
 }
 
 func pkgShowTag(ctx context.Context, args []string) error {
