@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kiln-os/kiln/internal/atomicfile"
 )
 
 // File names inside a certificate directory, as written by GenerateCerts and read by ParseNodes
@@ -186,7 +188,7 @@ func GenerateCerts(dir string, hosts []string, opts ...CertOption) (CertFiles, e
 		if err != nil {
 			return CertFiles{}, fmt.Errorf("encoding %s: %w", w.path, err)
 		}
-		if err := writeFileAtomic(w.path, data, w.mode); err != nil {
+		if err := atomicfile.Write(w.path, data, w.mode); err != nil {
 			return CertFiles{}, err
 		}
 	}
@@ -269,38 +271,4 @@ func keyPEM(key *ecdsa.PrivateKey) func() ([]byte, error) {
 		}
 		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 	}
-}
-
-// writeFileAtomic writes data to a temporary file beside path and renames it into place, so a
-// reader sees either the old file or the whole new one.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	name := tmp.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(name)
-		}
-	}()
-	if err := tmp.Chmod(mode); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(name, path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	ok = true
-	return nil
 }

@@ -30,6 +30,8 @@ import (
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/worker/label"
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-os/kiln/internal/atomicfile"
 )
 
 // Environment variables that change where the daemon lives and which binaries run it.
@@ -324,7 +326,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
-	if err := writeFileAtomic(filepath.Join(root, pidFileName), []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(root, pidFileName), []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
 		_ = cmd.Process.Kill()
 		return err
 	}
