@@ -3,6 +3,7 @@ package supervise
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,35 +17,48 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/kiln-os/kiln/init/console"
+	"github.com/kiln-os/kiln/init/internal/testenv"
 )
 
 // binaries finds containerd, its runc shim and runc: KILN_CONTAINERD names the containerd
-// binary (the shim must sit next to it), KILN_RUNC the runc binary (the Makefile sets it to
-// bin/runc). The test needs root, as containerd does.
+// binary (the shim must sit next to it), KILN_RUNC the runc binary (the Makefile exports both,
+// pointing at bin/ after make tools); without them, bin/ at the repository root, then PATH.
+// The test needs root, as containerd does. Anything missing skips, or fails under CI.
 func binaries(t *testing.T) (containerd, binDirs string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("containerd needs root")
+		testenv.SkipOrFail(t, "containerd needs root (run the tests as root)")
 	}
-	containerd = os.Getenv("KILN_CONTAINERD")
-	if containerd == "" {
-		containerd, _ = exec.LookPath("containerd")
-	}
-	runc := os.Getenv("KILN_RUNC")
-	if runc == "" {
-		runc, _ = exec.LookPath("runc")
-	}
-	if (containerd == "" || runc == "") && os.Getenv("CI") != "" {
-		t.Fatal("CI: KILN_CONTAINERD and KILN_RUNC must name containerd and runc (make tools builds them)")
-	}
-	if containerd == "" || runc == "" {
-		t.Skip("set KILN_CONTAINERD (containerd v2, with containerd-shim-runc-v2 beside it) and KILN_RUNC to run the containerd tests")
+	containerd, cerr := findBinary("KILN_CONTAINERD", "containerd")
+	runc, rerr := findBinary("KILN_RUNC", "runc")
+	if err := errors.Join(cerr, rerr); err != nil {
+		testenv.SkipOrFail(t, "%v (set KILN_CONTAINERD to containerd v2, with containerd-shim-runc-v2 beside it, and KILN_RUNC to runc; the Makefile exports both from bin/ after make tools)", err)
 	}
 	shim := filepath.Join(filepath.Dir(containerd), "containerd-shim-runc-v2")
 	if _, err := os.Stat(shim); err != nil {
-		t.Skipf("no %s beside containerd: %v", shim, err)
+		testenv.SkipOrFail(t, "no containerd-shim-runc-v2 beside KILN_CONTAINERD=%s (make tools builds both into bin/): %v", containerd, err)
 	}
 	return containerd, filepath.Dir(containerd) + ":" + filepath.Dir(runc)
+}
+
+// findBinary returns the program env names, else the repository's bin/name, else name on PATH.
+func findBinary(env, name string) (string, error) {
+	if p := os.Getenv(env); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%s=%s: %w", env, p, err)
+		}
+		return p, nil
+	}
+	if p, err := filepath.Abs(filepath.Join("..", "..", "bin", name)); err == nil {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("%s is not set and there is no %s in bin/ or on PATH: %w", env, name, err)
+	}
+	return p, nil
 }
 
 // startContainerd runs a private containerd under dir, supervised like kiln-init does it.
