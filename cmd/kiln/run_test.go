@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kiln-os/kiln/internal/qemu/qemutest"
+	"github.com/kiln-os/kiln/internal/testenv"
 )
 
 func TestRunQemuArguments(t *testing.T) {
@@ -52,9 +53,7 @@ func TestRunQemuArguments(t *testing.T) {
 // console reaches standard output, the command line file is used, and a guest power-off
 // is a clean exit.
 func TestRunQemuBoots(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM; skipped with -short")
-	}
+	testenv.Short(t, "boots a VM")
 	const marker = "kiln run test marker"
 	prefix := filepath.Join(t.TempDir(), "sys")
 	link := func(src, dst string) {
@@ -84,9 +83,7 @@ func TestRunQemuBoots(t *testing.T) {
 // TestRunQemuExitCodes: a kernel panic (a kernel with no initrd) and a QEMU that refuses to
 // start end kiln with code 1, through exitCodeError.
 func TestRunQemuExitCodes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM; skipped with -short")
-	}
+	testenv.Short(t, "boots a VM")
 	kernel := qemutest.Kernel(t, "amd64")
 	cases := []struct {
 		name string

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/kiln-os/kiln/internal/ocicache"
+	"github.com/kiln-os/kiln/internal/testenv"
 )
 
 func TestParseDepends(t *testing.T) {
@@ -288,7 +289,7 @@ func checkReproducible(t *testing.T, kernel bool, refs ...string) *ocicache.Cach
 
 func TestSeedHelloAndInit(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("no go command")
+		testenv.SkipOrFail(t, "no go command on PATH: %v", err)
 	}
 	c := checkReproducible(t, false, helloRef, initRef)
 
@@ -318,12 +319,10 @@ func TestSeedHelloAndInit(t *testing.T) {
 }
 
 func TestSeedKernel(t *testing.T) {
-	if testing.Short() {
-		t.Skip("downloads and unpacks Debian's kernel package")
-	}
+	testenv.Short(t, "downloads and unpacks Debian's kernel package")
 	for _, tool := range []string{"go", "apt-get", "apt-cache", "dpkg", "dpkg-deb"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("no %s", tool)
+			testenv.SkipOrFail(t, "no %s on PATH (a Debian host with apt, dpkg and go is needed): %v", tool, err)
 		}
 	}
 	c := checkReproducible(t, true, helloRef, initRef, kernelRepo+":"+kernelAliasTag)

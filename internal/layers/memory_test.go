@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kiln-os/kiln/internal/testenv"
 )
 
 // genLayer is a Layer whose tar stream is generated on the fly, so that large layers cost
@@ -130,9 +132,7 @@ func heapPeak(f func()) (peak, allocated uint64) {
 // bytes (64 MiB against 256 MiB, 16 MiB of it spooled) may not raise the heap high-water
 // mark, nor the bytes allocated, by more than a small slack.
 func TestFlattenMemoryFlat(t *testing.T) {
-	if testing.Short() {
-		t.Skip("streams 640 MiB")
-	}
+	testenv.Short(t, "streams 640 MiB")
 	const slack = 4 << 20
 	run := func(fileSize int64) (peak, alloc uint64) {
 		var st Stats

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kiln-os/kiln/internal/qemu"
 	"github.com/kiln-os/kiln/internal/qemu/qemutest"
+	"github.com/kiln-os/kiln/internal/testenv"
 )
 
 // bootTimeout is generous: TCG on a busy 2-core machine, two VMs at once.
@@ -20,9 +21,7 @@ const bootTimeout = 120 * time.Second
 
 func skipShort(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("boots a VM; skipped with -short")
-	}
+	testenv.Short(t, "boots a VM")
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.

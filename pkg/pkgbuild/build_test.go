@@ -24,6 +24,7 @@ import (
 
 	"github.com/kiln-os/kiln/builder"
 	"github.com/kiln-os/kiln/internal/ocicache"
+	"github.com/kiln-os/kiln/internal/testenv"
 	"github.com/kiln-os/kiln/internal/testutil"
 )
 
@@ -413,7 +414,7 @@ func buildProbe(t *testing.T, out string) {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		t.Skipf("no go command to build the probe: %v", err)
+		testenv.SkipOrFail(t, "no go command on PATH to build the probe: %v", err)
 	}
 	cmd := exec.Command(goBin, "build", "-trimpath", "-o", out, "./testdata/probe")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
