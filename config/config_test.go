@@ -428,10 +428,10 @@ func TestValidateErrors(t *testing.T) {
 		},
 		{
 			name: "binds",
-			src:  svc + "    binds:\n      - /a\n      - /a:b\n      - /a:/b:ro,\n      - /a:/b:c:d\n      - data:/data\n",
+			src:  svc + "    binds:\n      - /a\n      - \"/a:\"\n      - /a:/b:ro,\n      - /a:/b:c:d\n      - data:/data\n      - /a:b\n",
 			want: []string{
 				`t.yml:5:9: services[0].binds[0]: invalid bind "/a"; expected src:dst[:opt,opt]`,
-				`t.yml:6:9: services[0].binds[1]: invalid bind "/a:b": destination "b" is not an absolute path`,
+				`t.yml:6:9: services[0].binds[1]: invalid bind "/a:": empty destination`,
 				`t.yml:7:9: services[0].binds[2]: invalid bind "/a:/b:ro,": empty mount option`,
 				`t.yml:8:9: services[0].binds[3]: invalid bind "/a:/b:c:d"; expected src:dst[:opt,opt]`,
 				`t.yml:9:9: services[0].binds[4]: unknown volume "data"; declare it under volumes or use an absolute source path`,
@@ -439,10 +439,10 @@ func TestValidateErrors(t *testing.T) {
 		},
 		{
 			name: "tmpfs",
-			src:  svc + "    tmpfs: [tmp, \"/a:b:c\"]\n",
+			src:  svc + "    tmpfs: [\":size=1m\", \"/a:b:c\", tmp]\n",
 			want: []string{
-				`t.yml:4:13: services[0].tmpfs[0]: invalid tmpfs "tmp": destination "tmp" is not an absolute path`,
-				`t.yml:4:18: services[0].tmpfs[1]: invalid tmpfs "/a:b:c"; expected dst[:opt,opt]`,
+				`t.yml:4:13: services[0].tmpfs[0]: invalid tmpfs ":size=1m": empty destination`,
+				`t.yml:4:25: services[0].tmpfs[1]: invalid tmpfs "/a:b:c"; expected dst[:opt,opt]`,
 			},
 		},
 		{
@@ -488,9 +488,9 @@ func TestValidateErrors(t *testing.T) {
 		},
 		{
 			name: "runtime",
-			src:  svc + "    runtime:\n      mkdir: [var/x]\n      interfaces:\n        - peer: p\n      bindNS:\n        net: run/netns/x\n      mounts:\n        - {source: /a, destination: /b}\n",
+			src:  svc + "    runtime:\n      mkdir: [var/x, \"\"]\n      interfaces:\n        - peer: p\n      bindNS:\n        net: run/netns/x\n      mounts:\n        - {source: /a, destination: /b}\n",
 			want: []string{
-				`t.yml:5:15: services[0].runtime.mkdir[0]: "var/x" is not an absolute path`,
+				`t.yml:5:22: services[0].runtime.mkdir[1]: empty path`,
 				`t.yml:7:11: services[0].runtime.interfaces[0].name: required`,
 				`t.yml:7:17: services[0].runtime.interfaces[0].peer: only valid with add`,
 				`t.yml:9:14: services[0].runtime.bindNS.net: "run/netns/x" is not an absolute path`,
@@ -562,6 +562,44 @@ func TestWarnings(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("warnings:\n got %q\nwant %q", got, want)
+	}
+}
+
+// TestRelativeDestinations: LinuxKit accepts relative destinations in mounts, binds and tmpfs
+// (its examples/hostmount-writeable-overlay.yml has one) and runc resolves them against the
+// container's root, so they are accepted with a warning; in runtime.mounts and runtime.mkdir a
+// relative path is the documented way to name a place in the container's root file system and
+// is accepted silently.
+func TestRelativeDestinations(t *testing.T) {
+	src := "services:\n  - name: getty\n    image: g\n" +
+		"    mounts:\n      - {type: overlay, source: overlay, destination: writeable-host-etc, options: [rw, lowerdir=/etc]}\n" +
+		"    binds: [\"/var/log:logs\"]\n    binds.add: [\"/run:./run/../x:ro\"]\n    tmpfs: [scratch]\n" +
+		"    runtime:\n      mounts:\n        - {type: overlay, source: overlay, destination: writeable-host-etc, options: [rw, lowerdir=/etc]}\n" +
+		"      mkdir: [var/cache]\n"
+	s, err := Parse("r.yml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatalf("relative destinations must be accepted: %v", err)
+	}
+	var got []string
+	for _, w := range s.Warnings() {
+		got = append(got, w.Error())
+	}
+	want := []string{
+		`r.yml:5:55: services[0].mounts[0].destination: destination "writeable-host-etc" is relative; it is resolved against the container's root, as "/writeable-host-etc"`,
+		`r.yml:6:13: services[0].binds[0]: destination "logs" is relative; it is resolved against the container's root, as "/logs"`,
+		`r.yml:7:17: services[0].binds.add[0]: destination "./run/../x" is relative; it is resolved against the container's root, as "/x"`,
+		`r.yml:8:13: services[0].tmpfs[0]: destination "scratch" is relative; it is resolved against the container's root, as "/scratch"`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("warnings:\n got %q\nwant %q", got, want)
+	}
+	for in, want := range map[string]string{"/a/../b": "/a/../b", "a": "/a", "./a/": "/a", "../../a": "/a", "a/../..": "/"} {
+		if got := ContainerPath(in); got != want {
+			t.Errorf("ContainerPath(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 

@@ -309,16 +309,19 @@ func (v *validator) image(img *Image, l loc, volumes map[string]bool, label bool
 	v.caps(img.Ambient, l, "ambient")
 	if img.Mounts != nil {
 		for i, m := range *img.Mounts {
-			v.mount(m.Destination, m.Type, m.Source, l, indexPath("mounts", i), volumes)
+			v.mount(m.Destination, m.Type, m.Source, l, indexPath("mounts", i), volumes, false)
 		}
 	}
 	v.binds(img.Binds, l, "binds", volumes)
 	v.binds(img.BindsAdd, l, "binds.add", volumes)
 	if img.Tmpfs != nil {
 		for i, t := range *img.Tmpfs {
-			if _, _, err := ParseTmpfs(t); err != nil {
+			dst, _, err := ParseTmpfs(t)
+			if err != nil {
 				v.errf(l, indexPath("tmpfs", i), "%v", err)
+				continue
 			}
+			v.relativeDestination(dst, l, indexPath("tmpfs", i))
 		}
 	}
 	if img.Devices != nil {
@@ -395,10 +398,18 @@ func (v *validator) image(img *Image, l loc, volumes map[string]bool, label bool
 		}
 		if rt.Mounts != nil {
 			for i, m := range *rt.Mounts {
-				v.mount(m.Destination, m.Type, m.Source, l, indexPath("runtime.mounts", i), nil)
+				v.mount(m.Destination, m.Type, m.Source, l, indexPath("runtime.mounts", i), nil, true)
 			}
 		}
-		v.absPaths(rt.Mkdir, l, "runtime.mkdir")
+		if rt.Mkdir != nil {
+			// Relative directories are made inside the container's root file system, absolute
+			// ones on the host (LinuxKit's rule, which kiln's init follows).
+			for i, p := range *rt.Mkdir {
+				if p == "" {
+					v.errf(l, indexPath("runtime.mkdir", i), "empty path")
+				}
+			}
+		}
 		if rt.Interfaces != nil {
 			for i, ifc := range *rt.Interfaces {
 				if ifc.Name == "" {
@@ -489,9 +500,32 @@ func (v *validator) namespace(ns string, l loc, field string, isNet bool) {
 	}
 }
 
-func (v *validator) mount(dst, typ, src string, l loc, rel string, volumes map[string]bool) {
+// ContainerPath is where a destination of mounts, binds or tmpfs ends up inside the container:
+// an absolute path as written, a relative one resolved against the container's root, as runc
+// does ("etc-rw" is "/etc-rw"). LinuxKit accepts relative destinations and passes them on;
+// kiln writes the resolved path into config.json.
+func ContainerPath(dst string) string {
+	if path.IsAbs(dst) {
+		return dst
+	}
+	return path.Clean("/" + dst)
+}
+
+// relativeDestination warns about a relative destination of mounts, binds or tmpfs: accepted,
+// as LinuxKit does, but resolved against the container's root.
+func (v *validator) relativeDestination(dst string, l loc, rel string) {
 	if dst != "" && !path.IsAbs(dst) {
-		v.errf(l, rel+".destination", "%q is not an absolute path", dst)
+		v.warnf(l, rel, "destination %q is relative; it is resolved against the container's root, as %q", dst, ContainerPath(dst))
+	}
+}
+
+// mount checks one entry of mounts (runtime false) or runtime.mounts (runtime true). A relative
+// destination is accepted in both: in mounts it is resolved against the container's root (with a
+// warning); in runtime.mounts it means a place inside the container's root file system, while an
+// absolute one is a place on the host (LinuxKit's rule, which kiln's init follows).
+func (v *validator) mount(dst, typ, src string, l loc, rel string, volumes map[string]bool, runtime bool) {
+	if !runtime {
+		v.relativeDestination(dst, l, rel+".destination")
 	}
 	if typ == "" && dst != "/dev" {
 		switch src {
@@ -522,11 +556,12 @@ func (v *validator) binds(list *[]string, l loc, field string, volumes map[strin
 	}
 	for i, b := range *list {
 		rel := indexPath(field, i)
-		src, _, _, err := ParseBind(b)
+		src, dst, _, err := ParseBind(b)
 		if err != nil {
 			v.errf(l, rel, "%v", err)
 			continue
 		}
+		v.relativeDestination(dst, l, rel)
 		if volumes != nil && !path.IsAbs(src) && !volumes[src] {
 			v.errf(l, rel, "unknown volume %q; declare it under volumes or use an absolute source path", src)
 		}
@@ -565,7 +600,8 @@ func (v *validator) device(d Device, l loc, rel string) {
 }
 
 // ParseBind splits a binds entry "src:dst[:opt,opt]". src is an absolute host path or a
-// volume name; dst is absolute; opts is nil when not given.
+// volume name; dst is a path in the container (a relative one is taken from the container's
+// root, see ContainerPath); opts is nil when not given.
 func ParseBind(s string) (src, dst string, opts []string, err error) {
 	parts := strings.Split(s, ":")
 	if len(parts) < 2 || len(parts) > 3 {
@@ -575,8 +611,8 @@ func ParseBind(s string) (src, dst string, opts []string, err error) {
 	if src == "" {
 		return "", "", nil, fmt.Errorf("invalid bind %q: empty source", s)
 	}
-	if !path.IsAbs(dst) {
-		return "", "", nil, fmt.Errorf("invalid bind %q: destination %q is not an absolute path", s, dst)
+	if dst == "" {
+		return "", "", nil, fmt.Errorf("invalid bind %q: empty destination", s)
 	}
 	if len(parts) == 3 {
 		if opts, err = splitOptions(parts[2]); err != nil {
@@ -586,14 +622,15 @@ func ParseBind(s string) (src, dst string, opts []string, err error) {
 	return src, dst, opts, nil
 }
 
-// ParseTmpfs splits a tmpfs entry "dst[:opt,opt]"; dst is absolute.
+// ParseTmpfs splits a tmpfs entry "dst[:opt,opt]"; dst is a path in the container (see
+// ContainerPath).
 func ParseTmpfs(s string) (dst string, opts []string, err error) {
 	parts := strings.Split(s, ":")
 	if len(parts) > 2 {
 		return "", nil, fmt.Errorf("invalid tmpfs %q; expected dst[:opt,opt]", s)
 	}
-	if !path.IsAbs(parts[0]) {
-		return "", nil, fmt.Errorf("invalid tmpfs %q: destination %q is not an absolute path", s, parts[0])
+	if parts[0] == "" {
+		return "", nil, fmt.Errorf("invalid tmpfs %q: empty destination", s)
 	}
 	if len(parts) == 2 {
 		if opts, err = splitOptions(parts[1]); err != nil {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kiln-os/kiln/config"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -43,13 +44,14 @@ func (t mountTable) sorted() []specs.Mount {
 	return out
 }
 
-// parseTmpfs reads "dest" or "dest:opt1,opt2".
+// parseTmpfs reads "dest" or "dest:opt1,opt2". A relative dest is resolved against the
+// container's root, as in every mount of config.json (config.ContainerPath).
 func parseTmpfs(s string) (specs.Mount, error) {
 	parts := strings.Split(s, ":")
 	if len(parts) > 2 || parts[0] == "" {
 		return specs.Mount{}, fmt.Errorf("%q: want /dest or /dest:opt,opt", s)
 	}
-	m := specs.Mount{Destination: parts[0], Type: "tmpfs", Source: "tmpfs"}
+	m := specs.Mount{Destination: config.ContainerPath(parts[0]), Type: "tmpfs", Source: "tmpfs"}
 	if len(parts) == 2 {
 		m.Options = strings.Split(parts[1], ",")
 	}
@@ -70,7 +72,7 @@ func parseBind(s string) (specs.Mount, error) {
 			opts = append(opts, "rbind")
 		}
 	}
-	return specs.Mount{Destination: parts[1], Type: "bind", Source: parts[0], Options: opts}, nil
+	return specs.Mount{Destination: config.ContainerPath(parts[1]), Type: "bind", Source: parts[0], Options: opts}, nil
 }
 
 // completeMount fills what a full-form mount leaves out: the type from a well-known source (or
@@ -100,5 +102,6 @@ func completeMount(m specs.Mount) (specs.Mount, error) {
 	if m.Destination == "" {
 		return m, fmt.Errorf("mount of type %q has no destination", m.Type)
 	}
+	m.Destination = config.ContainerPath(m.Destination)
 	return m, nil
 }

@@ -87,6 +87,15 @@ func TestGolden(t *testing.T) {
 			{Source: "mqueue"},
 			{Type: "overlay", Source: "overlay", Destination: "/merged", Options: []string{"lowerdir=/a"}},
 		}}},
+		// LinuxKit accepts relative destinations (examples/hostmount-writeable-overlay.yml):
+		// config.json gets them resolved against the container's root, as runc would; a
+		// relative runtime.mounts destination stays relative (init takes it from the rootfs).
+		{name: "mounts_relative", yaml: config.Image{
+			Mounts:  &[]specs.Mount{{Type: "overlay", Source: "overlay", Destination: "writeable-host-etc", Options: []string{"rw", "lowerdir=/etc"}}},
+			Binds:   &[]string{"/var/log:logs/../var/log:ro"},
+			Tmpfs:   &[]string{"scratch:size=1m"},
+			Runtime: &config.Runtime{Mounts: &[]specs.Mount{{Type: "overlay", Source: "overlay", Destination: "writeable-host-etc", Options: []string{"lowerdir=/etc"}}}, Mkdir: &[]string{"var/cache"}},
+		}},
 		{name: "binds", yaml: config.Image{Binds: &[]string{"/var:/var", "/run:/run:ro,rslave", "/var/lib:/data:rshared,rbind"}}},
 		{name: "binds_add", yaml: config.Image{BindsAdd: &[]string{"/tmp:/tmp", "/etc/resolv.conf:/etc/resolv.conf"}}, label: &config.Image{Binds: &[]string{"/etc/resolv.conf:/etc/resolv.conf", "/dev:/dev"}}},
 		{name: "tmpfs", yaml: config.Image{Tmpfs: &[]string{"/run", "/tmp:size=10m,mode=1777", "/dev:mode=700"}}},
