@@ -249,6 +249,9 @@ func Generate(in Input) (*specs.Spec, *config.Runtime, error) {
 			ReadonlyPaths:     slices.Clone(pick(y.ReadonlyPaths, l.ReadonlyPaths, nil)),
 		},
 	}
+	if err := checkAnnotations(s.Annotations); err != nil {
+		return fail("annotations", err)
+	}
 	return s, mergeRuntime(y.Runtime, l.Runtime), nil
 }
 
