@@ -4,5 +4,5 @@
 //
 // It is for tests and benchmarks only; nothing outside _test.go files may import it. It
 // downloads and builds, but runs no VM: that is package qemu's job. Missing tools or an
-// unreachable package mirror skip the test locally and fail it in CI (env CI set).
+// unreachable package mirror skip the test locally and fail it under CI (internal/testenv).
 package qemutest

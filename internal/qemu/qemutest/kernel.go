@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kiln-os/kiln/internal/testenv"
 )
 
 // Kernel returns the path of a Debian bookworm kernel for arch (amd64, arm64 or s390x) that
@@ -26,8 +28,8 @@ import (
 // The kernel package is fetched with apt-get download (registering arch with dpkg and running
 // apt-get update first when running as root and apt does not know the architecture yet), and
 // the extracted files are kept under the user cache folder (kiln/kernels/VERSION), so only the
-// first run downloads. When apt cannot supply the kernel the test is skipped, unless the CI
-// environment variable is set, where that is a failure.
+// first run downloads. When apt cannot supply the kernel the test is skipped, or fails under
+// CI (see testenv.SkipOrFail).
 func Kernel(t testing.TB, arch string) string {
 	t.Helper()
 	k := kernelFiles(t, arch)
@@ -60,11 +62,7 @@ func kernelFiles(t testing.TB, arch string) kernel {
 	}
 	skip := func(format string, args ...any) {
 		t.Helper()
-		msg := fmt.Sprintf(format, args...)
-		if os.Getenv("CI") != "" {
-			t.Fatalf("qemutest: %s", msg)
-		}
-		t.Skipf("qemutest: %s", msg)
+		testenv.SkipOrFail(t, "qemutest: %s", fmt.Sprintf(format, args...))
 	}
 	for _, tool := range []string{"apt-get", "apt-cache", "dpkg", "dpkg-deb"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -123,6 +121,9 @@ func cacheRoot() (string, error) {
 	return root, nil
 }
 
+// debLock is the lock file in debDir that downloads hold.
+const debLock = ".download.lock"
+
 // debDir is where downloaded packages are kept, shared with the demo's seed.
 func debDir() (string, error) {
 	c, err := os.UserCacheDir()
@@ -136,11 +137,11 @@ func debDir() (string, error) {
 func lockFile(path string) (func(), error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("kernel cache lock: %w", err)
+		return nil, fmt.Errorf("lock file: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("kernel cache lock %s: %w", path, err)
+		return nil, fmt.Errorf("locking %s: %w", path, err)
 	}
 	return func() { f.Close() }, nil
 }
@@ -265,22 +266,38 @@ func parseDepends(out []byte) (string, error) {
 }
 
 // download returns the linux-image-VERSION package file, downloading it unless the package
-// folder holds it already.
+// folder holds it already. Downloads into the folder hold its lock file (debLock), which the
+// kernel tools' tests (kernel/tools/internal/testdeb) take too, so each package is fetched once.
 func (f *fetcher) download(ctx context.Context, version, arch string) (string, error) {
 	dir, err := debDir()
 	if err != nil {
 		return "", err
 	}
 	name := "linux-image-" + version
-	if have, _ := filepath.Glob(filepath.Join(dir, name+"_*_"+arch+".deb")); len(have) > 0 {
-		return have[len(have)-1], nil
+	have := func() string {
+		debs, _ := filepath.Glob(filepath.Join(dir, name+"_*_"+arch+".deb"))
+		if len(debs) == 0 {
+			return ""
+		}
+		return debs[len(debs)-1]
+	}
+	if deb := have(); deb != "" {
+		return deb, nil
 	}
 	pkg, err := pkgName(ctx, name, arch)
 	if err != nil {
 		return "", err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("package folder: %w", err)
+	}
+	unlock, err := lockFile(filepath.Join(dir, debLock))
+	if err != nil {
 		return "", err
+	}
+	defer unlock()
+	if deb := have(); deb != "" { // fetched by another process while this one waited
+		return deb, nil
 	}
 	tmp, err := os.MkdirTemp(dir, ".download-")
 	if err != nil {
