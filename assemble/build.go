@@ -16,6 +16,7 @@ import (
 	"github.com/kiln-os/kiln/assemble/spec"
 	"github.com/kiln-os/kiln/config"
 	"github.com/kiln-os/kiln/internal/archive"
+	"github.com/kiln-os/kiln/internal/atomicfile"
 	"github.com/kiln-os/kiln/internal/ocicache"
 )
 
@@ -51,8 +52,18 @@ type Result struct {
 	Warnings []string
 }
 
-// Build runs the whole pipeline. On error nothing new is left in the output folder.
-func Build(ctx context.Context, opt Options) (*Result, error) {
+// Build runs the whole pipeline. On error nothing new is left in the output folder. A
+// cancelled ctx stops it promptly (between entries and in the middle of any file's content)
+// with an error wrapping ctx's error. Temporary files that killed builds left in the output
+// folder are removed first (and reported in Log).
+func Build(ctx context.Context, opt Options) (res *Result, err error) {
+	// A bug must not take the process down with half-written files around: the deferred
+	// clean-ups below this frame run while the panic unwinds, then it becomes an error.
+	defer func() {
+		if r := recover(); r != nil {
+			res, err = nil, fmt.Errorf("internal error (a bug in kiln; please report it): %v", r)
+		}
+	}()
 	b, err := newBuilder(opt)
 	if err != nil {
 		return nil, err
@@ -125,9 +136,9 @@ func newBuilder(opt Options) (*builder, error) {
 // lockPath is where the lock file of this build lives: beside the outputs.
 func (b *builder) lockPath() string {
 	if b.opt.Output != "" && b.opt.Output != "-" {
-		return b.opt.Output + ".lock.yml"
+		return LockFile(b.opt.Output)
 	}
-	return filepath.Join(b.opt.Dir, b.opt.Name+".lock.yml")
+	return LockFile(filepath.Join(b.opt.Dir, b.opt.Name))
 }
 
 func (b *builder) warn(format string, args ...any) {
@@ -157,36 +168,39 @@ func (b *builder) run(ctx context.Context) (*Result, error) {
 		return &Result{Warnings: b.warnings}, nil
 	}
 
-	o := &outputs{dir: b.opt.Dir, name: b.opt.Name, mtime: b.opt.Epoch, level: b.opt.GzipLevel, stdout: b.opt.Stdout}
+	b.cleanStale()
+	o := &outputs{ctx: ctx, dir: b.opt.Dir, name: b.opt.Name, scratchDir: filepath.Dir(b.lockPath()),
+		mtime: b.opt.Epoch, level: b.opt.GzipLevel, stdout: b.opt.Stdout}
+	defer o.abort() // nothing left after commit; everything on an error, a cancel or a panic
 	var ws fanout
 	for _, f := range b.opt.Formats {
 		w, err := f.open(o, b.opt.Output)
 		if err != nil {
-			o.abort()
 			return nil, fmt.Errorf("format %s: %w", f.Name, err)
 		}
 		ws = append(ws, w)
 	}
 	if err := b.writeSystem(ctx, sys, res, ws); err != nil {
-		o.abort()
 		return nil, err
 	}
 	if err := ws.Close(); err != nil {
-		o.abort()
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	lockFile, err := o.create(b.lockPath())
 	if err != nil {
-		o.abort()
 		return nil, err
 	}
 	if err := res.lock().write(lockFile, b.opt.Arch); err != nil {
-		o.abort()
+		return nil, fmt.Errorf("writing %s: %w", b.lockPath(), err)
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	done, err := o.commit()
 	if err != nil {
-		o.abort()
 		return nil, err
 	}
 	for _, d := range done {
@@ -195,8 +209,34 @@ func (b *builder) run(ctx context.Context) (*Result, error) {
 	return &Result{Outputs: done[:len(done)-1], LockFile: done[len(done)-1], Warnings: b.warnings}, nil
 }
 
+// cleanStale removes the temporary files that killed builds left where this one writes
+// (the folder of the lock file, which is the output folder or that of -o's file), and says
+// how much it reclaimed. Files that live writers hold are kept. A failure only warns: the
+// build itself reports anything that stops it from writing there.
+func (b *builder) cleanStale() {
+	dir := filepath.Dir(b.lockPath())
+	removed, size, err := atomicfile.CleanStale(dir)
+	if len(removed) > 0 {
+		b.log("removed %d stale temporary file(s) (%d bytes) in %s, left by an interrupted build", len(removed), size, dir)
+	}
+	if err != nil {
+		b.warn("%v", err)
+	}
+}
+
 // load parses, merges, expands and validates the YAML files.
 func (b *builder) load() (*config.System, error) {
+	// Reading a named pipe or a device would block for ever (or never end): refuse anything
+	// but regular files before the YAML is read.
+	for _, f := range b.opt.Files {
+		st, err := os.Stat(f)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", f, err)
+		}
+		if err := checkRegular(f, st); err != nil {
+			return nil, err
+		}
+	}
 	res, err := config.Load(b.opt.Files...)
 	if err != nil {
 		return nil, err

@@ -36,6 +36,14 @@ func (f fanout) WriteEntry(e archive.Entry, body io.Reader) error {
 		wg.Add(1)
 		go func(w archive.Writer, e archive.Entry, i int) {
 			defer wg.Done()
+			// A panic here would end the process past every clean-up: make it this
+			// output's error instead.
+			defer func() {
+				if r := recover(); r != nil {
+					pr.CloseWithError(errStoppedReading)
+					errs[i] = fmt.Errorf("internal error (a bug in kiln; please report it): %v", r)
+				}
+			}()
 			err := w.WriteEntry(e, pr)
 			// Unblock the tee if this writer stopped reading early.
 			pr.CloseWithError(errStoppedReading)

@@ -2,17 +2,32 @@ package assemble
 
 import (
 	"archive/tar"
+	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/kiln-os/kiln/internal/archive"
+	"github.com/kiln-os/kiln/internal/atomicfile"
 )
+
+// Output file names. Each takes the output prefix, NAME or a path ending in NAME
+// ("out/minimal"), and returns the name of one file a build writes there; cmd/kiln, the
+// tests and the docs use these, so the names are spelled in one place.
+func KernelFile(prefix string) string    { return prefix + "-kernel" }
+func InitrdFile(prefix string) string    { return prefix + "-initrd.img" }
+func CmdlineFile(prefix string) string   { return prefix + "-cmdline" }
+func TarFile(prefix string) string       { return prefix + ".tar" }
+func InitrdTarFile(prefix string) string { return prefix + "-initrd.tar" }
+func DockerFile(prefix string) string    { return prefix + "-docker.tar" }
+
+// LockFile names the lock file beside outputs with this prefix (or beside the file given
+// to -o, whose name is then the prefix).
+func LockFile(prefix string) string { return prefix + ".lock.yml" }
 
 // Format is one kind of output. Each consumes the system stream (see tree) and writes its
 // files through outputs, which makes them appear atomically.
@@ -28,17 +43,18 @@ type Format struct {
 
 // Formats lists every output format, in the order help shows them.
 func Formats() []Format {
+	const n = "NAME"
 	return []Format{
-		{Name: "kernel+initrd", Files: "NAME-kernel NAME-initrd.img NAME-cmdline",
+		{Name: "kernel+initrd", Files: KernelFile(n) + " " + InitrdFile(n) + " " + CmdlineFile(n),
 			Help: "the kernel, a gzip newc cpio initramfs (microcode first, uncompressed) and the command line",
 			open: openKernelInitrd},
-		{Name: "tar", Files: "NAME.tar", single: true,
+		{Name: "tar", Files: TarFile(n), single: true,
 			Help: "the whole system as one tar, kernel in boot/kernel, command line in boot/cmdline",
 			open: openTar},
-		{Name: "tar-kernel-initrd", Files: "NAME-initrd.tar", single: true,
+		{Name: "tar-kernel-initrd", Files: InitrdTarFile(n), single: true,
 			Help: "a tar holding kernel, initrd.img and cmdline (for tools that take one file)",
 			open: openTarKernelInitrd},
-		{Name: "docker", Files: "NAME-docker.tar", single: true,
+		{Name: "docker", Files: DockerFile(n), single: true,
 			Help: "the root filesystem without the kernel, as a tar that `docker import` accepts",
 			open: openDocker},
 	}
@@ -73,87 +89,78 @@ const (
 	bootUcode   = "boot/ucode.cpio"
 )
 
-// outputs creates the files of one build. Each file is written under a temporary name in
-// its final folder and renamed into place only when every format has finished, so a failed
-// or interrupted build leaves the previous outputs untouched and nothing half-written.
+// outputs creates the files of one build. Each file is written under a locked temporary
+// name in its final folder (internal/atomicfile) and renamed into place only when every format
+// has finished, so a failed or interrupted build leaves the previous outputs untouched and
+// nothing half-written; a temporary file a killed build left is removed by the next build.
 type outputs struct {
+	ctx       context.Context
 	dir, name string
-	mtime     time.Time
-	level     int
-	stdout    io.Writer
-	pending   []pendingFile
+	// scratchDir holds the scratch files of tar-kernel-initrd: the folder of the lock file,
+	// which every build cleans of stale temporary files.
+	scratchDir string
+	mtime      time.Time
+	level      int
+	stdout     io.Writer
+	pending    []*atomicfile.File // become final on commit
+	scratch    []*atomicfile.File // removed either way
 }
 
-type pendingFile struct {
-	f     *os.File
-	final string
-}
-
-// create opens a temporary file that becomes final on commit. An empty final means a
-// scratch file that is removed either way.
-func (o *outputs) create(final string) (*os.File, error) {
-	dir := o.dir
-	if final != "" {
-		dir = filepath.Dir(final)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating output folder: %w", err)
-	}
-	f, err := os.CreateTemp(dir, ".kiln-tmp-*")
+// create opens a temporary file that becomes final on commit.
+func (o *outputs) create(final string) (*atomicfile.File, error) {
+	f, err := atomicfile.Create(final, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("creating output file: %w", err)
+		return nil, err
 	}
-	o.pending = append(o.pending, pendingFile{f: f, final: final})
+	o.pending = append(o.pending, f)
 	return f, nil
 }
 
-// path returns the final name of one output file, NAME replaced.
-func (o *outputs) path(pattern string) string {
-	return filepath.Join(o.dir, strings.ReplaceAll(pattern, "NAME", o.name))
+// createScratch opens a temporary file that is removed on commit and on abort.
+func (o *outputs) createScratch(what string) (*atomicfile.File, error) {
+	f, err := atomicfile.Create(filepath.Join(o.scratchDir, o.name+"-"+what), 0o600)
+	if err != nil {
+		return nil, err
+	}
+	o.scratch = append(o.scratch, f)
+	return f, nil
 }
 
-// commit syncs and renames every file into place.
+// prefix is the output folder joined with the output name.
+func (o *outputs) prefix() string { return filepath.Join(o.dir, o.name) }
+
+// commit renames every file into place, in the order they were created. On error the
+// caller aborts, which removes what was not renamed yet.
 func (o *outputs) commit() ([]string, error) {
+	for _, f := range o.scratch {
+		f.Abort()
+	}
+	o.scratch = nil
 	var done []string
-	for _, p := range o.pending {
-		if err := p.f.Sync(); err != nil {
-			return nil, fmt.Errorf("writing %s: %w", p.final, err)
+	for len(o.pending) > 0 {
+		f := o.pending[0]
+		o.pending = o.pending[1:]
+		if err := f.Commit(); err != nil {
+			return done, err
 		}
-		if err := p.f.Close(); err != nil {
-			return nil, fmt.Errorf("writing %s: %w", p.final, err)
-		}
+		done = append(done, f.Final())
 	}
-	for _, p := range o.pending {
-		if p.final == "" {
-			os.Remove(p.f.Name())
-			continue
-		}
-		if err := os.Chmod(p.f.Name(), 0o644); err != nil {
-			return nil, fmt.Errorf("writing %s: %w", p.final, err)
-		}
-		if err := os.Rename(p.f.Name(), p.final); err != nil {
-			return nil, fmt.Errorf("writing %s: %w", p.final, err)
-		}
-		done = append(done, p.final)
-	}
-	o.pending = nil
 	return done, nil
 }
 
-// abort removes every temporary file.
+// abort removes every temporary file. It may be called more than once.
 func (o *outputs) abort() {
-	for _, p := range o.pending {
-		p.f.Close()
-		os.Remove(p.f.Name())
+	for _, f := range append(o.pending, o.scratch...) {
+		f.Abort()
 	}
-	o.pending = nil
+	o.pending, o.scratch = nil, nil
 }
 
 // singleFile opens the one file of a single-file format: -o if given ("-" is stdout).
-func (o *outputs) singleFile(pattern, fileFlag string) (io.Writer, error) {
+func (o *outputs) singleFile(final, fileFlag string) (io.Writer, error) {
 	switch fileFlag {
 	case "":
-		return o.create(o.path(pattern))
+		return o.create(final)
 	case "-":
 		if o.stdout == nil {
 			return nil, errors.New("-o - needs standard output")
@@ -165,7 +172,7 @@ func (o *outputs) singleFile(pattern, fileFlag string) (io.Writer, error) {
 }
 
 func openTar(o *outputs, fileFlag string) (archive.Writer, error) {
-	f, err := o.singleFile("NAME.tar", fileFlag)
+	f, err := o.singleFile(TarFile(o.prefix()), fileFlag)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +180,7 @@ func openTar(o *outputs, fileFlag string) (archive.Writer, error) {
 }
 
 func openDocker(o *outputs, fileFlag string) (archive.Writer, error) {
-	f, err := o.singleFile("NAME-docker.tar", fileFlag)
+	f, err := o.singleFile(DockerFile(o.prefix()), fileFlag)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +203,7 @@ func (s skipBoot) WriteEntry(e archive.Entry, body io.Reader) error {
 // newc cpio of everything else.
 type kernelInitrd struct {
 	o                       *outputs
-	kernel, cmdline, initrd io.Writer
+	kernel, cmdline, initrd *atomicfile.File
 	gz                      io.WriteCloser
 	cpio                    archive.Writer
 	sawKernel               bool
@@ -208,33 +215,43 @@ type kernelInitrd struct {
 func openKernelInitrd(o *outputs, _ string) (archive.Writer, error) {
 	k := &kernelInitrd{o: o}
 	var err error
-	if k.kernel, err = o.create(o.path("NAME-kernel")); err != nil {
+	p := o.prefix()
+	if k.kernel, err = o.create(KernelFile(p)); err != nil {
 		return nil, err
 	}
-	if k.cmdline, err = o.create(o.path("NAME-cmdline")); err != nil {
+	if k.cmdline, err = o.create(CmdlineFile(p)); err != nil {
 		return nil, err
 	}
-	if k.initrd, err = o.create(o.path("NAME-initrd.img")); err != nil {
+	if k.initrd, err = o.create(InitrdFile(p)); err != nil {
 		return nil, err
 	}
 	return k, nil
+}
+
+// copyBody copies a regular file's body; a nil body is an empty file (the fan-out and the
+// writers pass nil for zero-length files).
+func copyBody(w io.Writer, body io.Reader) error {
+	if body == nil {
+		return nil
+	}
+	_, err := io.Copy(w, body)
+	return err
 }
 
 func (k *kernelInitrd) WriteEntry(e archive.Entry, body io.Reader) error {
 	switch e.Name {
 	case bootKernel:
 		k.sawKernel = true
-		_, err := io.Copy(k.kernel, body)
-		return err
+		return copyBody(k.kernel, body)
 	case bootCmdline:
-		_, err := io.Copy(k.cmdline, body)
-		return err
+		// An empty command line is legitimate (the kernel uses its built-in one); the file
+		// is then written empty, as LinuxKit does.
+		return copyBody(k.cmdline, body)
 	case bootUcode:
 		if k.cpio != nil {
 			return errors.New("microcode arrived after the initramfs started; it must come first")
 		}
-		_, err := io.Copy(k.initrd, body)
-		return err
+		return copyBody(k.initrd, body)
 	case "boot":
 		if e.Typeflag == tar.TypeDir && k.bootDir == nil {
 			e := copyEntry(e)
@@ -286,17 +303,18 @@ type tarKernelInitrd struct {
 }
 
 func openTarKernelInitrd(o *outputs, fileFlag string) (archive.Writer, error) {
-	out, err := o.singleFile("NAME-initrd.tar", fileFlag)
+	out, err := o.singleFile(InitrdTarFile(o.prefix()), fileFlag)
 	if err != nil {
 		return nil, err
 	}
 	t := &tarKernelInitrd{kernelInitrd: kernelInitrd{o: o}, out: out}
-	for _, w := range []*io.Writer{&t.kernel, &t.cmdline, &t.initrd} {
-		f, err := o.create("")
-		if err != nil {
+	for _, s := range []struct {
+		f    **atomicfile.File
+		what string
+	}{{&t.kernel, "kernel"}, {&t.cmdline, "cmdline"}, {&t.initrd, "initrd"}} {
+		if *s.f, err = o.createScratch(s.what); err != nil {
 			return nil, err
 		}
-		*w = f
 	}
 	return t, nil
 }
@@ -308,18 +326,17 @@ func (t *tarKernelInitrd) Close() error {
 	tw := archive.NewTarWriter(t.out, archive.WithModTime(t.o.mtime))
 	for _, m := range []struct {
 		name string
-		w    io.Writer
+		f    *atomicfile.File
 	}{{"kernel", t.kernel}, {"initrd.img", t.initrd}, {"cmdline", t.cmdline}} {
-		f := m.w.(*os.File)
-		size, err := f.Seek(0, io.SeekCurrent)
+		size, err := m.f.Seek(0, io.SeekCurrent)
 		if err != nil {
 			return err
 		}
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
+		if _, err := m.f.Seek(0, io.SeekStart); err != nil {
 			return err
 		}
 		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: m.name, Mode: 0o644, Size: size}
-		if err := tw.WriteEntry(archive.Entry{Header: hdr}, f); err != nil {
+		if err := tw.WriteEntry(archive.Entry{Header: hdr}, ctxReader{t.o.ctx, m.f}); err != nil {
 			return fmt.Errorf("writing %s into the tar: %w", m.name, err)
 		}
 	}

@@ -163,12 +163,17 @@ func readLock(path string, ignore bool) (*lockFile, error) {
 	if ignore {
 		return lf, nil
 	}
-	data, err := os.ReadFile(path)
+	f, _, err := openRegular(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return lf, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the lock file: %w", err)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 64<<20))
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("reading the lock file %s: %w", path, err)
 	}
 	var raw struct {
 		Arch   string            `yaml:"arch"`
