@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/kiln-os/kiln/assemble/spec"
 	"github.com/kiln-os/kiln/config"
@@ -26,7 +27,7 @@ const labelKey = "org.mobyproject.config"
 // writeSystem streams the whole system, in LinuxKit's order: kernel, init images, onboot,
 // onshutdown, services, volumes, files.
 func (b *builder) writeSystem(ctx context.Context, sys *config.System, res resolution, w archive.Writer) error {
-	t := newTree(w, b.warn)
+	t := newTree(ctx, w, b.warn)
 	b.containerIDs = spec.AllocateContainerIDs(sys)
 	if sys.Kernel != nil {
 		t.owner = "kernel " + sys.Kernel.Image
@@ -128,6 +129,9 @@ func (k *kernelWriter) WriteEntry(e archive.Entry, body io.Reader) error {
 	switch {
 	case e.Name == k.binary && e.Typeflag == tar.TypeReg:
 		k.sawBinary = true
+		if e.Size == 0 {
+			return fmt.Errorf("the image's /%s is empty: a kernel binary is needed (set kernel.binary if it has another name)", k.binary)
+		}
 		return k.t.WriteEntry(archive.Entry{Header: &tar.Header{
 			Typeflag: tar.TypeReg, Name: bootKernel, Mode: 0o644, Size: e.Size}}, body)
 	case e.Name == k.tarName && e.Typeflag == tar.TypeReg:
@@ -337,7 +341,7 @@ func writeSourceFile(t *tree, hdr *tar.Header, f *config.File) error {
 	} else if !filepath.IsAbs(src) && f.BaseDir() != "" {
 		src = filepath.Join(f.BaseDir(), src)
 	}
-	file, err := os.Open(src)
+	file, st, err := openRegular(src)
 	if errors.Is(err, fs.ErrNotExist) && f.Optional {
 		return nil
 	}
@@ -345,13 +349,6 @@ func writeSourceFile(t *tree, hdr *tar.Header, f *config.File) error {
 		return fmt.Errorf("source: %w", err)
 	}
 	defer file.Close()
-	st, err := file.Stat()
-	if err != nil {
-		return fmt.Errorf("source: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("source %s is not a regular file", f.Source)
-	}
 	hdr.Typeflag, hdr.Size = tar.TypeReg, st.Size()
 	return t.WriteEntry(archive.Entry{Header: hdr}, io.LimitReader(file, st.Size()))
 }
@@ -380,4 +377,58 @@ func numericID(v *config.IDValue, field string) (int, error) {
 		return 0, fmt.Errorf("%s %q: files take numeric ids (there is no image to look names up in)", field, v.Name)
 	}
 	return int(*v.ID), nil
+}
+
+// openRegular opens a regular file for reading, and refuses anything else with an error
+// naming it: a named pipe or a device would block the build (or never end), and neither a
+// directory nor a socket has content to copy. It checks before opening, and opens without
+// blocking so that a file swapped for a pipe in between cannot hang it either.
+func openRegular(name string) (*os.File, fs.FileInfo, error) {
+	st, err := os.Stat(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkRegular(name, st); err != nil {
+		return nil, nil, err
+	}
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	st2, err := f.Stat()
+	if err == nil {
+		err = checkRegular(name, st2)
+	}
+	if err == nil && !os.SameFile(st, st2) {
+		err = fmt.Errorf("%s changed while kiln opened it", name)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st2, nil
+}
+
+// checkRegular fails, naming the file and what it is, unless st is a regular file.
+func checkRegular(name string, st fs.FileInfo) error {
+	m := st.Mode()
+	if m.IsRegular() {
+		return nil
+	}
+	var what string
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		what = "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		what = "a socket"
+	case m&fs.ModeCharDevice != 0:
+		what = "a character device"
+	case m&fs.ModeDevice != 0:
+		what = "a block device"
+	case m.IsDir():
+		what = "a directory"
+	default:
+		return fmt.Errorf("%s is not a regular file (mode %v); kiln reads only regular files", name, m)
+	}
+	return fmt.Errorf("%s is %s, not a regular file; kiln reads only regular files", name, what)
 }

@@ -2,6 +2,7 @@ package assemble
 
 import (
 	"archive/tar"
+	"context"
 	"fmt"
 	"io"
 	"path"
@@ -16,74 +17,162 @@ import (
 // directory appears once (the first image to supply it sets its metadata; LinuxKit's images
 // rely on sharing /etc, /usr and so on).
 //
-// Its memory is one string per directory, never file content.
+// It also keeps the stream safe to unpack: no entry ever lies below a symlink or any other
+// non-directory written before it, so `cpio -idm`, tar or Python's tarfile cannot be led
+// outside the folder they unpack into. A path is either a directory in every part of the
+// system or a non-directory in every part; when two parts disagree the build fails, whichever
+// comes first (a stream cannot take back what it has written, so replacing is not an option).
+// A non-directory may replace another non-directory (a later file wins when unpacked, with a
+// warning).
+//
+// Every body is read through the build's context, so a cancelled build stops in the middle
+// of a large file.
+//
+// Its memory is one string per path, never file content.
 type tree struct {
-	w    archive.Writer
-	dirs map[string]bool
-	// files counts non-directory names already written, so that a later image overwriting a
-	// file is reported rather than silently producing two members.
-	files map[string]string
+	ctx context.Context
+	w   archive.Writer
+	// dirs maps every directory written (or synthesised as a parent) to the part that wrote it.
+	dirs map[string]string
+	// others records every non-directory written, so that a later image overwriting a file is
+	// reported rather than silently producing two members, and that nothing is ever written
+	// below it.
+	others map[string]nonDir
 	// owner names what is being written now ("onboot image dhcpcd"), for messages.
 	owner string
 	warn  func(format string, args ...any)
 }
 
-func newTree(w archive.Writer, warn func(string, ...any)) *tree {
-	return &tree{w: w, dirs: map[string]bool{}, files: map[string]string{}, warn: warn}
+type nonDir struct {
+	typ   byte
+	owner string
+}
+
+func newTree(ctx context.Context, w archive.Writer, warn func(string, ...any)) *tree {
+	return &tree{ctx: ctx, w: w, dirs: map[string]string{}, others: map[string]nonDir{}, warn: warn}
 }
 
 // mkdirAll writes name and any missing parents as plain directories.
 func (t *tree) mkdirAll(name string) error {
 	name = strings.Trim(path.Clean("/"+name), "/")
-	if name == "" || t.dirs[name] {
+	if name == "" {
 		return nil
 	}
-	if err := t.mkdirAll(path.Dir(name)); err != nil {
+	if err := t.checkParents(name, true); err != nil {
 		return err
 	}
-	t.dirs[name] = true
+	return t.mkdirs(name)
+}
+
+// mkdirs writes name and its missing parents, once checkParents has passed.
+func (t *tree) mkdirs(name string) error {
+	if name == "." || name == "" {
+		return nil
+	}
+	if _, ok := t.dirs[name]; ok {
+		return nil
+	}
+	if err := t.mkdirs(path.Dir(name)); err != nil {
+		return err
+	}
+	t.dirs[name] = t.owner
 	return t.w.WriteEntry(archive.Entry{Header: &tar.Header{
 		Typeflag: tar.TypeDir, Name: name, Mode: 0o755,
 	}}, nil)
 }
 
+// checkParents fails when a parent of name (or name itself, with self) is a non-directory
+// already in the stream.
+func (t *tree) checkParents(name string, self bool) error {
+	p := name
+	if !self {
+		p = path.Dir(name)
+	}
+	for ; p != "." && p != "/" && p != ""; p = path.Dir(p) {
+		nd, ok := t.others[p]
+		if !ok {
+			continue
+		}
+		if p == name {
+			return fmt.Errorf("%s: /%s is a directory here but a %s in %s; a path must be a directory in every part or in none",
+				t.owner, name, typeName(nd.typ), nd.owner)
+		}
+		return fmt.Errorf("%s: /%s lies below /%s, which is a %s in %s; kiln never writes a path below a %s "+
+			"(unpacking it could write outside the target folder): make /%s a directory in both, or drop one",
+			t.owner, name, p, typeName(nd.typ), nd.owner, typeName(nd.typ), p)
+	}
+	return nil
+}
+
 // WriteEntry implements archive.Writer.
 func (t *tree) WriteEntry(e archive.Entry, body io.Reader) error {
+	if err := t.ctx.Err(); err != nil {
+		return err
+	}
 	name := strings.Trim(path.Clean("/"+e.Name), "/")
 	if name == "" {
 		return nil // the root itself is never an entry
 	}
 	if e.Typeflag == tar.TypeDir {
-		if t.dirs[name] {
+		if _, ok := t.dirs[name]; ok {
 			return nil
 		}
-		if err := t.mkdirAll(path.Dir(name)); err != nil {
+		if err := t.checkParents(name, true); err != nil {
 			return err
 		}
-		t.dirs[name] = true
+		if err := t.mkdirs(path.Dir(name)); err != nil {
+			return err
+		}
+		t.dirs[name] = t.owner
 	} else {
-		if t.dirs[name] {
-			return fmt.Errorf("%s: %s is a directory in an earlier part of the system and a %s here", t.owner, name, typeName(e.Typeflag))
+		if prev, ok := t.dirs[name]; ok {
+			return fmt.Errorf("%s: /%s is a %s here but a directory in %s; a path must be a directory in every part or in none",
+				t.owner, name, typeName(e.Typeflag), prev)
 		}
-		if err := t.mkdirAll(path.Dir(name)); err != nil {
+		if err := t.checkParents(name, false); err != nil {
 			return err
 		}
-		if prev, ok := t.files[name]; ok && t.warn != nil {
-			t.warn("%s overwrites /%s from %s", t.owner, name, prev)
+		if e.Typeflag == tar.TypeLink {
+			target := strings.Trim(path.Clean("/"+e.Linkname), "/")
+			if nd, ok := t.others[target]; !ok || nd.typ != tar.TypeReg {
+				return fmt.Errorf("%s: hard link /%s names /%s, which is not a regular file written before it", t.owner, name, target)
+			}
 		}
-		t.files[name] = t.owner
+		if err := t.mkdirs(path.Dir(name)); err != nil {
+			return err
+		}
+		if prev, ok := t.others[name]; ok && t.warn != nil {
+			t.warn("%s overwrites /%s from %s", t.owner, name, prev.owner)
+		}
+		t.others[name] = nonDir{typ: e.Typeflag, owner: t.owner}
 	}
 	h := *e.Header
 	h.Name = name
+	if body != nil {
+		body = ctxReader{t.ctx, body}
+	}
 	return t.w.WriteEntry(archive.Entry{Header: &h, Links: e.Links}, body)
 }
 
 // Close implements archive.Writer.
 func (t *tree) Close() error { return t.w.Close() }
 
+// ctxReader stops reading once its context is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
 func typeName(flag byte) string {
 	switch flag {
-	case tar.TypeReg:
+	case tar.TypeReg, tar.TypeRegA:
 		return "file"
 	case tar.TypeDir:
 		return "directory"
