@@ -41,7 +41,14 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 func main() {
+	// SIGINT and SIGTERM cancel ctx: every long step checks it, removes its temporary files
+	// and returns. A second signal, once ctx is cancelled, ends the process at once (the next
+	// build removes what that leaves).
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	// KILN_CPUPROFILE=FILE writes a CPU profile of the run (for `go tool pprof`).
 	if p := os.Getenv("KILN_CPUPROFILE"); p != "" {
 		if f, err := os.Create(p); err == nil {
@@ -74,7 +81,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		if c.name != args[0] {
 			continue
 		}
-		err := c.run(ctx, args[1:])
+		err := runCommand(ctx, c, args[1:])
 		var ue usageError
 		var ec exitCodeError
 		switch {
@@ -88,6 +95,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		case errors.As(err, &ec):
 			fmt.Fprintf(stderr, "kiln %s: %v\n", c.name, err)
 			return ec.ExitCode()
+		case ctx.Err() != nil && errors.Is(err, context.Canceled):
+			fmt.Fprintf(stderr, "kiln %s: interrupted: %v\n", c.name, err)
+			return 1
 		default:
 			fmt.Fprintf(stderr, "kiln %s: %v\n", c.name, err)
 			return 1
@@ -96,6 +106,18 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "kiln: unknown command %q\n\n", args[0])
 	printUsage(stderr)
 	return 2
+}
+
+// runCommand runs one command, turning a panic into an error: the last line of defence, so
+// that a bug reads as a failure (exit code 1) rather than as Go's crash report (exit code 2,
+// which means a usage mistake).
+func runCommand(ctx context.Context, c command, args []string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error (a bug in kiln; please report it): %v", r)
+		}
+	}()
+	return c.run(ctx, args)
 }
 
 func printUsage(w io.Writer) {
