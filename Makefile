@@ -1,6 +1,7 @@
 # Kiln's build, test and demo entry points. Every tool is pinned and built from the Go module
 # proxy into ./bin, so a fresh machine needs only Go, make and the apt packages in .ci/run.
 
+SHELL         := /bin/bash
 GO            ?= go
 BIN           := $(CURDIR)/bin
 REGISTRY_VER  := v3.0.0
@@ -66,9 +67,16 @@ lint: $(BIN)/golangci-lint
 # The full suite: lint, unit, golden and integration tests (a real registry and real buildkitd
 # daemons on loopback), and the bootstrap: the Debian seed, tools/debian-base, tools/go and
 # services/hello built for amd64, arm64 and s390x, twice, compared byte for byte.
-test: deps tools lint binfmt
-	set -e; for m in $(SUBMODULES); do (cd $$m && CI=$${CI:-} $(GO) test $(GOTESTFLAGS) -count=1 ./...); done
-	CI=$${CI:-} $(GO) test $(GOTESTFLAGS) -timeout 50m -count=1 ./...
+test: deps tools lint binfmt $(BIN)/testsum
+	set -o pipefail; { rc=0; \
+	  for m in $(SUBMODULES); do (cd $$m && $(GO) test -json $(GOTESTFLAGS) -count=1 ./...) || rc=1; done; \
+	  $(GO) test -json $(GOTESTFLAGS) -timeout 50m -count=1 ./... || rc=1; \
+	  exit $$rc; } | $(BIN)/testsum
+
+# testsum turns `go test -json` into package lines, failures, skip reasons and a closing
+# "N passed, N failed, N skipped" line; under CI=true a skipped test fails the run.
+$(BIN)/testsum: FORCE
+	$(GO) build -o $@ ./internal/cmd/testsum
 
 # Register qemu-user for foreign architectures in binfmt_misc (root; needs qemu-user-static).
 binfmt:
