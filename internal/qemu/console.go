@@ -14,6 +14,9 @@ const (
 	maxPending = 100000
 	// maxLine cuts a line that never ends (binary output) into pieces of this size.
 	maxLine = 64 << 10
+	// maxTranscript bounds the bytes of console lines kept for Transcript; lines past it are
+	// not kept, and Transcript says the transcript is incomplete.
+	maxTranscript = 64 << 20
 )
 
 // console splits the guest's console output into lines, keeps the ones not yet read by a
@@ -27,6 +30,9 @@ type console struct {
 	partialSeen bool
 	dropped     int // lines dropped from pending because nobody read them
 	tail        []string
+	all         []string // every line, for Transcript, up to maxTranscript bytes
+	allBytes    int
+	allCut      bool // lines were left out of all
 	panic       string        // the first kernel panic line seen
 	changed     chan struct{} // closed and replaced on every write
 }
@@ -75,6 +81,12 @@ func (c *console) endLine() {
 		c.tail = c.tail[:tailLines-1]
 	}
 	c.tail = append(c.tail, line)
+	if c.allBytes+len(line) <= maxTranscript {
+		c.all = append(c.all, line)
+		c.allBytes += len(line)
+	} else {
+		c.allCut = true
+	}
 	if c.partialSeen {
 		c.partialSeen = false
 		return
@@ -119,6 +131,18 @@ func (c *console) lastLines() []string {
 		}
 	}
 	return out
+}
+
+// transcript returns every console line, the partial one included, and false when lines
+// were left out because the console outgrew maxTranscript.
+func (c *console) transcript() ([]string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := append([]string(nil), c.all...)
+	if len(c.partial) > 0 {
+		out = append(out, strings.TrimRight(string(c.partial), "\r"))
+	}
+	return out, !c.allCut
 }
 
 // panicLine returns the kernel panic line seen on the console, or "".

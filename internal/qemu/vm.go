@@ -204,6 +204,23 @@ func (vm *VM) Kill() {
 // Console returns the last console lines (up to 40), for reports.
 func (vm *VM) Console() []string { return vm.console.lastLines() }
 
+// Transcript returns every console line so far, the line still being written included, for
+// checks of the whole output (CheckConsole). complete is false when the console printed more
+// than 64 MiB and later lines were not kept.
+func (vm *VM) Transcript() (lines []string, complete bool) { return vm.console.transcript() }
+
+// ErrIncomplete is returned by Check when the console was too long to keep whole.
+var ErrIncomplete = errors.New("the console printed more than the transcript keeps; it cannot be checked whole")
+
+// Check runs CheckConsole on the whole console so far.
+func (vm *VM) Check(want ...string) error {
+	lines, complete := vm.Transcript()
+	if !complete {
+		return ErrIncomplete
+	}
+	return CheckConsole(lines, want)
+}
+
 // WaitFor waits up to timeout (or until ctx ends) for a console line containing substr and
 // returns the line. See WaitForMatch for which lines are searched.
 func (vm *VM) WaitFor(ctx context.Context, substr string, timeout time.Duration) (string, error) {
