@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -369,23 +370,68 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
-func TestAliasBomb(t *testing.T) {
-	// A few kilobytes that expand to 200 services × 100 mounts × 100 options: the decoder
-	// must stop at its budget instead of building them all.
-	var b strings.Builder
-	b.WriteString("services:\n  - &i\n    name: a\n    image: b\n    mounts:\n      - &m\n        destination: /x\n        type: tmpfs\n        options: [&o x")
-	b.WriteString(strings.Repeat(", *o", 99))
-	b.WriteString("]\n")
+// TestAliasBombs: small documents whose aliases (or merge keys naming aliases) expand to
+// millions of values stop at the alias budget with one clear error.
+func TestAliasBombs(t *testing.T) {
+	// A few kilobytes that expand to 200 services × 100 mounts × 100 options.
+	var nested strings.Builder
+	nested.WriteString("services:\n  - &i\n    name: a\n    image: b\n    mounts:\n      - &m\n        destination: /x\n        type: tmpfs\n        options: [&o x")
+	nested.WriteString(strings.Repeat(", *o", 99))
+	nested.WriteString("]\n")
 	for range 99 {
-		b.WriteString("      - *m\n")
+		nested.WriteString("      - *m\n")
 	}
 	for range 199 {
-		b.WriteString("  - *i\n")
+		nested.WriteString("  - *i\n")
 	}
-	_, err := Parse("bomb.yml", []byte(b.String()))
-	got := errorStrings(t, err)
-	if len(got) != 1 || !strings.Contains(got[0], "document too large") {
-		t.Fatalf("want one 'document too large' error, got %d: %.300q", len(got), got)
+	// 1000 services merging one anchored entry that holds 1000 values: each merge copies the
+	// values, a million in all, from a document of two thousand lines.
+	var merged strings.Builder
+	merged.WriteString("services:\n  - &x\n    name: s\n    image: b\n    command:\n")
+	merged.WriteString(strings.Repeat("      - a\n", 1000))
+	for i := range 1000 {
+		fmt.Fprintf(&merged, "  - {<<: *x, name: s%d}\n", i)
+	}
+	for name, src := range map[string]string{"nested aliases": nested.String(), "merge keys": merged.String()} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse("bomb.yml", []byte(src))
+			got := errorStrings(t, err)
+			if len(got) != 1 || !strings.Contains(got[0], "aliases expand to too many values (more than 200000)") {
+				t.Fatalf("want one 'aliases expand to too many values' error, got %d: %.300q", len(got), got)
+			}
+		})
+	}
+}
+
+// TestLargePlainDocument: values written out are not counted against the alias budget, so a
+// 40,000-entry files section (about 200,000 values) loads, also when every entry names an
+// anchored value once.
+func TestLargePlainDocument(t *testing.T) {
+	const n = 40_000
+	for _, withAlias := range []bool{false, true} {
+		var b strings.Builder
+		b.WriteString("files:\n")
+		for i := range n {
+			mode := `"0644"`
+			if withAlias {
+				mode = "*m"
+				if i == 0 {
+					mode = `&m "0644"`
+				}
+			}
+			fmt.Fprintf(&b, "  - path: etc/f%d\n    contents: x\n    mode: %s\n    uid: 0\n    gid: 0\n", i, mode)
+		}
+		path := filepath.Join(t.TempDir(), "big.yml")
+		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res, err := Load(path)
+		if err != nil {
+			t.Fatalf("alias=%v: %.300v", withAlias, err)
+		}
+		if got := len(res.System.Files); got != n || res.System.Files[n-1].Mode != "0644" {
+			t.Errorf("alias=%v: %d files, last mode %q", withAlias, got, res.System.Files[got-1].Mode)
+		}
 	}
 }
 

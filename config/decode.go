@@ -11,9 +11,12 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// maxSteps bounds the work of one decode, so that a small document whose aliases expand to
-// an enormous one ("billion laughs") fails instead of exhausting memory.
-const maxSteps = 200_000
+// maxAliasSteps bounds the values one decode may visit through aliases, so that a small
+// document whose aliases expand to an enormous one ("billion laughs") fails instead of
+// exhausting memory. Values written out in the document are not counted: their number is
+// bounded by the size of the document, which yaml.v3 has already parsed, so a large plain
+// file (tens of thousands of files entries) decodes however big it is.
+const maxAliasSteps = 200_000
 
 var (
 	idValueType = reflect.TypeFor[IDValue]()
@@ -95,7 +98,8 @@ type fieldInfo struct {
 type decoder struct {
 	file    string
 	errs    []*Error
-	steps   int
+	steps   int // values visited through an alias
+	aliased int // how many aliases the value being decoded was reached through
 	active  map[*yaml.Node]bool
 	fields  map[reflect.Type][]fieldInfo
 	rec     *origin
@@ -161,13 +165,27 @@ func (d *decoder) recordField(key, val *yaml.Node, path string) {
 	d.record(key, path)
 }
 
-// tick counts one unit of work and reports whether the budget still allows more.
+// tick counts one value reached through an alias (n itself being one, or d.aliased > 0) and
+// reports whether the budget still allows more. Values outside any alias are free.
 func (d *decoder) tick(n *yaml.Node, path string) bool {
-	d.steps++
-	if d.steps == maxSteps+1 {
-		d.errorf(n, path, "document too large (too many values after expanding aliases)")
+	if d.aliased == 0 && n.Kind != yaml.AliasNode {
+		return true
 	}
-	return d.steps <= maxSteps
+	d.steps++
+	if d.steps == maxAliasSteps+1 {
+		d.errorf(n, path, "aliases expand to too many values (more than %d); write the values out instead of repeating aliases of aliases", maxAliasSteps)
+	}
+	return d.steps <= maxAliasSteps
+}
+
+// enter notes that decoding goes on through n when n is an alias; the caller must call the
+// returned function when done.
+func (d *decoder) enter(n *yaml.Node) func() {
+	if n.Kind != yaml.AliasNode {
+		return func() {}
+	}
+	d.aliased++
+	return func() { d.aliased-- }
 }
 
 // resolve follows aliases; it returns nil (after reporting) for an alias that refers to a
@@ -196,6 +214,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if !d.tick(n, path) {
 		return
 	}
+	defer d.enter(n)()
 	d.record(n, path)
 	n = d.resolve(n, path)
 	if n == nil {
@@ -397,6 +416,16 @@ func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
 type pair struct {
 	key, val *yaml.Node
 	name     string
+	aliased  bool // reached through an alias: decoding val counts against maxAliasSteps
+}
+
+// decodePair decodes p.val into v, counting the work when p was reached through an alias.
+func (d *decoder) decodePair(p pair, v reflect.Value, path string) {
+	if p.aliased {
+		d.aliased++
+		defer func() { d.aliased-- }()
+	}
+	d.decode(p.val, v, path)
 }
 
 // pairs lists the entries of mapping n. Explicit keys win over merged ones; an explicit key
@@ -426,7 +455,7 @@ func (d *decoder) pairs(n *yaml.Node, path string) []pair {
 			continue
 		}
 		seen[rk.Value] = k
-		explicit = append(explicit, pair{key: k, val: val, name: rk.Value})
+		explicit = append(explicit, pair{key: k, val: val, name: rk.Value, aliased: d.aliased > 0})
 	}
 	for _, p := range merged {
 		if _, dup := seen[p.name]; dup {
@@ -440,6 +469,10 @@ func (d *decoder) pairs(n *yaml.Node, path string) []pair {
 
 // mergePairs expands the value of a merge key: a mapping or a list of mappings.
 func (d *decoder) mergePairs(val *yaml.Node, path string) []pair {
+	if !d.tick(val, path) {
+		return nil
+	}
+	defer d.enter(val)()
 	r := d.resolve(val, path)
 	if r == nil {
 		return nil
@@ -453,16 +486,12 @@ func (d *decoder) mergePairs(val *yaml.Node, path string) []pair {
 		var out []pair
 		seen := map[string]bool{}
 		for _, item := range r.Content {
-			ri := d.resolve(item, path)
-			if ri == nil {
-				continue
-			}
-			if ri.Kind != yaml.MappingNode {
+			if ri := peek(item); ri.Kind != yaml.MappingNode && ri.Kind != yaml.AliasNode {
 				d.errorf(item, path, "merge key << needs a mapping or a list of mappings, got %s", describeNode(ri))
 				continue
 			}
 			// Earlier mappings in the list win.
-			for _, p := range d.mergePairs(ri, path) {
+			for _, p := range d.mergePairs(item, path) {
 				if !seen[p.name] {
 					seen[p.name] = true
 					out = append(out, p)
@@ -491,7 +520,7 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 		kp := keyPath(path, p.name)
 		d.recordField(p.key, p.val, kp)
 		ev := reflect.New(t.Elem()).Elem()
-		d.decode(p.val, ev, kp)
+		d.decodePair(p, ev, kp)
 		m.SetMapIndex(reflect.ValueOf(p.name).Convert(t.Key()), ev)
 	}
 	v.Set(m)
@@ -580,7 +609,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		}
 		fp := joinPath(path, fs[fi].name)
 		d.recordField(p.key, p.val, fp)
-		d.decode(p.val, v.Field(fs[fi].index), fp)
+		d.decodePair(p, v.Field(fs[fi].index), fp)
 	}
 	if o != nil {
 		v.Addr().Interface().(entry).setOrigin(pos, o)
