@@ -32,7 +32,7 @@ type console struct {
 	tail        []string
 	all         []string // every line, for Transcript, up to maxTranscript bytes
 	allBytes    int
-	allCut      bool // lines were left out of all
+	allCut      bool          // lines were left out of all
 	panic       string        // the first kernel panic line seen
 	changed     chan struct{} // closed and replaced on every write
 }
