@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kiln-os/kiln/internal/atomicfile"
 )
 
 // recoverHint tells users how to get out of a corrupt cache.
@@ -21,7 +23,7 @@ func (c *Cache) blobPath(h v1.Hash) (string, error) {
 	if err := checkHash(h); err != nil {
 		return "", err
 	}
-	return filepath.Join(c.root, blobsDir, h.Algorithm, h.Hex), nil
+	return BlobPath(c.root, h), nil
 }
 
 func checkHash(h v1.Hash) error {
@@ -77,25 +79,30 @@ func (c *Cache) writeBlob(r io.Reader, want v1.Hash, size int64) (v1.Hash, int64
 	if err != nil {
 		return v1.Hash{}, 0, err
 	}
-	if err := c.commitBlob(tmp, got, n); err != nil {
-		os.Remove(tmp)
+	if err := c.commitBlob(tmp, got); err != nil {
 		return v1.Hash{}, 0, err
 	}
 	return got, n, nil
 }
 
-// writeTemp streams r into a synced temp file in root, checking the digest (when want is not
-// zero) and the size (when size >= 0). On error no file is left behind.
-func (c *Cache) writeTemp(r io.Reader, want v1.Hash, size int64) (string, v1.Hash, int64, error) {
-	f, err := os.CreateTemp(c.root, tmpPrefix+"blob-*")
-	if err != nil {
-		return "", v1.Hash{}, 0, fmt.Errorf("writing blob: %w", err)
+// writeTemp streams r into a locked temporary file (atomicfile) in blobs/sha256, checking the
+// digest (when want is not zero) and the size (when size >= 0). On error no file is left
+// behind; on success the caller commits it with commitBlob or drops it with Abort.
+func (c *Cache) writeTemp(r io.Reader, want v1.Hash, size int64) (*atomicfile.File, v1.Hash, int64, error) {
+	stem := "blob"
+	if want != (v1.Hash{}) {
+		if err := checkHash(want); err != nil {
+			return nil, v1.Hash{}, 0, err
+		}
+		stem = want.Hex
 	}
-	tmp := f.Name()
-	fail := func(err error) (string, v1.Hash, int64, error) {
-		f.Close()
-		os.Remove(tmp)
-		return "", v1.Hash{}, 0, err
+	f, err := atomicfile.Create(filepath.Join(c.blobDir(), stem), 0o644)
+	if err != nil {
+		return nil, v1.Hash{}, 0, fmt.Errorf("writing blob: %w", err)
+	}
+	fail := func(err error) (*atomicfile.File, v1.Hash, int64, error) {
+		f.Abort()
+		return nil, v1.Hash{}, 0, err
 	}
 	hw := sha256.New()
 	src := r
@@ -113,32 +120,23 @@ func (c *Cache) writeTemp(r io.Reader, want v1.Hash, size int64) (string, v1.Has
 	if want != (v1.Hash{}) && got != want {
 		return fail(fmt.Errorf("%w: blob %s: content hashes to %s", ErrCorrupt, want, got))
 	}
-	if err := f.Chmod(0o644); err != nil {
-		return fail(fmt.Errorf("writing blob %s: %w", got, err))
-	}
-	if err := f.Sync(); err != nil {
-		return fail(fmt.Errorf("writing blob %s: %w", got, err))
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return "", v1.Hash{}, 0, fmt.Errorf("writing blob %s: %w", got, err)
-	}
-	return tmp, got, n, nil
+	return f, got, n, nil
 }
 
-// commitBlob moves a verified temp file into place, or drops it when an intact copy exists.
-func (c *Cache) commitBlob(tmp string, h v1.Hash, size int64) error {
+// commitBlob moves a verified temporary file into place as blob h. It replaces whatever file
+// is there: a verified copy is never worse, and a damaged one gets repaired (readers that
+// have the old file open keep reading it).
+func (c *Cache) commitBlob(f *atomicfile.File, h v1.Hash) error {
 	p, err := c.blobPath(h)
 	if err != nil {
+		f.Abort()
 		return err
 	}
-	if fi, err := os.Stat(p); err == nil && fi.Size() == size {
-		return os.Remove(tmp)
+	if err := f.SetFinal(p); err != nil {
+		f.Abort()
+		return err
 	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("writing blob %s: %w", h, err)
-	}
-	if err := syncDir(filepath.Dir(p)); err != nil {
+	if err := f.Commit(); err != nil {
 		return fmt.Errorf("writing blob %s: %w", h, err)
 	}
 	return nil
@@ -247,3 +245,59 @@ func (v *verifyingReader) corrupt() error {
 }
 
 func (v *verifyingReader) Close() error { return v.f.Close() }
+
+// Verify reads what is left of the blob and returns nil when the whole blob matches its
+// digest, else the error wrapping ErrCorrupt that Read gives at the end.
+func (v *verifyingReader) Verify() error {
+	if v.err == nil {
+		_, err := io.Copy(io.Discard, v)
+		if err != nil {
+			return err
+		}
+	}
+	if errors.Is(v.err, io.EOF) {
+		return nil
+	}
+	return v.err
+}
+
+// Verifier is implemented by the readers OpenBlob and the layers of a cached image return
+// (Compressed): Verify reads the rest of the blob and reports whether it matches its digest.
+type Verifier interface {
+	Verify() error
+}
+
+// Diagnose explains err, a failure to decode content read from r (a tar or gzip error, say).
+// When r is a cache blob (a Verifier) whose content does not match its digest, it returns an
+// error wrapping ErrCorrupt and err that names the blob, says it is corrupt and how to recover.
+// Otherwise, or when err is nil or already says so, it returns err unchanged.
+func Diagnose(r io.Reader, err error) error {
+	if err == nil || errors.Is(err, ErrCorrupt) {
+		return err
+	}
+	v, ok := r.(Verifier)
+	if !ok {
+		return err
+	}
+	verr := v.Verify()
+	if verr == nil || !errors.Is(verr, ErrCorrupt) {
+		return err
+	}
+	return fmt.Errorf("%w (reading it failed with: %w)", verr, err)
+}
+
+// VerifyBlob reads blob h to its end and returns nil when it matches its digest, else an
+// error wrapping ErrCorrupt (or ErrNotFound) that names it.
+func (c *Cache) VerifyBlob(h v1.Hash) error {
+	unlock, err := c.readLock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	rc, err := c.openBlob(h, -1)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return rc.(*verifyingReader).Verify()
+}

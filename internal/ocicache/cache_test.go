@@ -16,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+
+	"github.com/kiln-os/kiln/internal/atomicfile"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")
@@ -524,24 +526,47 @@ func TestClean(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stale := filepath.Join(c.Root(), tmpPrefix+"blob-123")
-	if err := os.WriteFile(stale, []byte("left by a crash"), 0o644); err != nil {
+	// Temporary files whose writers died (no lock held), one of an older kiln, and one of a
+	// writer still at work, which must survive.
+	stale := []string{
+		filepath.Join(c.Root(), atomicfile.Prefix+"index.json-123"),
+		filepath.Join(c.Root(), "blobs", "sha256", atomicfile.Prefix+"blob-123"),
+		filepath.Join(c.Root(), legacyTmpPrefix+"blob-123"),
+	}
+	for _, p := range stale {
+		if err := os.WriteFile(p, []byte("left by a crash"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live, err := atomicfile.Create(filepath.Join(c.Root(), "blobs", "sha256", "x"), 0o644)
+	if err != nil {
 		t.Fatal(err)
 	}
-	n := len(blobFiles(t, c))
-	if err := c.Clean(false); err != nil {
+	defer live.Abort()
+	n := len(blobFiles(t, c)) - 2 // without the two temporary files there
+	rep, err := c.Clean(false)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if c.HasBlob(loose) {
 		t.Error("unreferenced blob kept")
 	}
-	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
-		t.Error("stale temp file kept")
+	for _, p := range stale {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stale temp file %s kept", p)
+		}
 	}
-	if got := len(blobFiles(t, c)); got != n-1 || !c.HasBlob(d.Digest) {
+	if _, err := os.Stat(live.Name()); err != nil {
+		t.Errorf("temp file of a live writer removed: %v", err)
+	}
+	if len(rep.TempFiles) != 3 || rep.TempBytes != 3*int64(len("left by a crash")) || rep.Blobs != 1 || rep.BlobBytes != int64(len("unreferenced")) {
+		t.Errorf("report %+v, want 3 temp files of 15 bytes each and 1 blob of 12 bytes", rep)
+	}
+	if got := len(blobFiles(t, c)) - 1; got != n-1 || !c.HasBlob(d.Digest) {
 		t.Errorf("referenced blobs: %d, want %d", got, n-1)
 	}
-	if err := c.Clean(true); err != nil {
+	live.Abort()
+	if _, err := c.Clean(true); err != nil {
 		t.Fatal(err)
 	}
 	if got := refs(t, c); len(got) != 0 {

@@ -98,7 +98,7 @@ func TestConcurrentGoroutines(t *testing.T) {
 				return
 			default:
 			}
-			if err := c.Clean(false); err != nil {
+			if _, err := c.Clean(false); err != nil {
 				errs <- err
 				return
 			}
@@ -168,7 +168,7 @@ func concurrentProcessesHelper(t *testing.T, v string) {
 		t.Fatal(err)
 	}
 	// Collect garbage between writes of the other process too.
-	if err := c.Clean(false); err != nil {
+	if _, err := c.Clean(false); err != nil {
 		t.Fatal(err)
 	}
 }

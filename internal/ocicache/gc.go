@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kiln-os/kiln/internal/atomicfile"
 )
 
 // manifestLinks is what any manifest or index may point at.
@@ -119,7 +121,8 @@ func (c *Cache) Remove(refs ...string) error {
 	if err := c.writeIndexFile(keep); err != nil {
 		return err
 	}
-	return c.collect(keep)
+	_, _, err = c.collect(keep)
+	return err
 }
 
 // removes reports whether reference r names index entry d.
@@ -136,63 +139,104 @@ func removes(r name.Reference, d v1.Descriptor) bool {
 	return err == nil && er.Context().Name() == dr.Context().Name()
 }
 
-// collect deletes blobs that no entry of ds reaches. Caller holds gcLock.
-func (c *Cache) collect(ds []v1.Descriptor) error {
+// collect deletes blobs that no entry of ds reaches and returns how many it deleted and their
+// bytes. Caller holds gcLock.
+func (c *Cache) collect(ds []v1.Descriptor) (int, int64, error) {
 	live := map[v1.Hash]bool{}
 	for _, d := range ds {
 		err := c.walk(d, func(v1.Descriptor, bool) error { return nil }, live)
 		if err != nil {
-			return fmt.Errorf("collecting unused blobs: reading %s (%s): %w; nothing was collected, remove that image too",
+			return 0, 0, fmt.Errorf("collecting unused blobs: reading %s (%s): %w; nothing was collected, remove that image too",
 				Familiar(refName(d)), d.Digest, err)
 		}
 	}
-	dir := filepath.Join(c.root, blobsDir, "sha256")
+	dir := c.blobDir()
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("collecting unused blobs: %w", err)
+		return 0, 0, fmt.Errorf("collecting unused blobs: %w", err)
 	}
+	n, size := 0, int64(0)
 	for _, e := range ents {
 		h := v1.Hash{Algorithm: "sha256", Hex: e.Name()}
 		if checkHash(h) != nil || live[h] {
 			continue
 		}
-		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("collecting unused blobs: %w", err)
+		var sz int64
+		if fi, err := e.Info(); err == nil {
+			sz = fi.Size()
 		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return n, size, fmt.Errorf("collecting unused blobs: %w", err)
+		}
+		n++
+		size += sz
 	}
-	return nil
+	return n, size, nil
 }
 
-// Clean deletes stale temporary files left by interrupted writes and every blob no reference
-// reaches. With all it empties the cache: no references, no blobs.
-func (c *Cache) Clean(all bool) error {
+// CleanReport says what Clean removed.
+type CleanReport struct {
+	TempFiles []string // stale temporary files: their writers died (or were killed)
+	TempBytes int64
+	Blobs     int // blobs no reference reached (with all: every blob)
+	BlobBytes int64
+}
+
+// Clean deletes the temporary files left by writers that died (atomicfile.CleanStale on the
+// root and on blobs/sha256; files of a live writer are kept) and every blob no reference
+// reaches. With all it empties the cache: no references, no blobs; that also works when
+// index.json is damaged. It returns what it removed, also when it fails half-way.
+func (c *Cache) Clean(all bool) (CleanReport, error) {
+	var rep CleanReport
 	unlock, err := c.gcLock()
 	if err != nil {
-		return err
+		return rep, err
 	}
 	defer unlock()
+	for _, dir := range []string{c.root, c.blobDir()} {
+		files, n, err := atomicfile.CleanStale(dir)
+		rep.TempFiles = append(rep.TempFiles, files...)
+		rep.TempBytes += n
+		if err != nil {
+			return rep, fmt.Errorf("cleaning cache: %w", err)
+		}
+	}
+	if err := c.cleanLegacyTemps(&rep); err != nil {
+		return rep, err
+	}
+	var keep []v1.Descriptor
+	if all {
+		if err := c.writeIndexFile(nil); err != nil {
+			return rep, err
+		}
+	} else if keep, err = c.readIndex(); err != nil {
+		return rep, err
+	}
+	rep.Blobs, rep.BlobBytes, err = c.collect(keep)
+	return rep, err
+}
+
+// cleanLegacyTemps removes the ".tmp-" files older kiln versions left in the root. They held
+// no lock of their own; gcLock (exclusive) keeps any kiln that could be writing them out.
+func (c *Cache) cleanLegacyTemps(rep *CleanReport) error {
 	ents, err := os.ReadDir(c.root)
 	if err != nil {
 		return fmt.Errorf("cleaning cache: %w", err)
 	}
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), tmpPrefix) {
-			if err := os.RemoveAll(filepath.Join(c.root, e.Name())); err != nil {
-				return fmt.Errorf("cleaning cache: %w", err)
-			}
+		if !strings.HasPrefix(e.Name(), legacyTmpPrefix) || !e.Type().IsRegular() {
+			continue
 		}
-	}
-	if all {
-		if err := c.writeIndexFile(nil); err != nil {
-			return err
+		p := filepath.Join(c.root, e.Name())
+		if fi, err := e.Info(); err == nil {
+			rep.TempBytes += fi.Size()
 		}
-		return c.collect(nil)
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("cleaning cache: %w", err)
+		}
+		rep.TempFiles = append(rep.TempFiles, p)
 	}
-	ds, err := c.readIndex()
-	if err != nil {
-		return err
-	}
-	return c.collect(ds)
+	return nil
 }
 
 // sortedHashes returns the keys of m in order.

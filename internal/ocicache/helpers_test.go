@@ -15,6 +15,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/kiln-os/kiln/internal/atomicfile"
 )
 
 // tarBytes builds a deterministic tar of regular files.
@@ -139,14 +141,22 @@ func blobFiles(t testing.TB, c *Cache) []string {
 	return out
 }
 
-// tempFiles lists leftover temporary files in the cache root.
+// tempFiles lists leftover temporary files in the cache root and in blobs/sha256.
 func tempFiles(t testing.TB, c *Cache) []string {
 	t.Helper()
-	m, err := filepath.Glob(filepath.Join(c.Root(), tmpPrefix+"*"))
-	if err != nil {
-		t.Fatal(err)
+	var out []string
+	for _, pat := range []string{
+		filepath.Join(c.Root(), atomicfile.Prefix+"*"),
+		filepath.Join(c.Root(), legacyTmpPrefix+"*"),
+		filepath.Join(c.Root(), "blobs", "sha256", atomicfile.Prefix+"*"),
+	} {
+		m, err := filepath.Glob(pat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m...)
 	}
-	return m
+	return out
 }
 
 // readAllLayers reads every layer of img to the end through the cache's verifying reader.

@@ -136,7 +136,7 @@ func TestImportBlobsMultiArch(t *testing.T) {
 	// Garbage collection started now must wait for release, even though nothing names the
 	// blobs yet.
 	cleaned := make(chan error, 1)
-	go func() { cleaned <- c.Clean(false) }()
+	go func() { _, err := c.Clean(false); cleaned <- err }()
 	waitForBlockedLock(t, filepath.Join(c.Root(), gcLockFile), cleaned)
 	raw, err := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: children})
 	if err != nil {

@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/kiln-os/kiln/internal/atomicfile"
 )
 
 // parseRef canonicalises a user reference: "alpine" names the default registry's
@@ -52,15 +53,41 @@ func refName(d v1.Descriptor) string {
 	return d.Annotations[AnnotationRefName]
 }
 
-// readIndex reads index.json. It is replaced by rename, so readers need no index lock.
+// readIndex reads index.json. It is replaced by rename, so readers need no index lock. A
+// missing or unreadable file is an error wrapping ErrIndexDamaged.
 func (c *Cache) readIndex() ([]v1.Descriptor, error) {
-	b, err := os.ReadFile(filepath.Join(c.root, indexFile))
+	p := IndexPath(c.root)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s is missing; nothing was changed. %s", ErrIndexDamaged, p, indexHint)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading cache index: %w", err)
 	}
+	ds, err := parseIndexJSON(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s is not a valid OCI index (%v); nothing was changed. %s",
+			ErrIndexDamaged, p, err, indexHint)
+	}
+	return ds, nil
+}
+
+// parseIndexJSON checks and parses the bytes of an index.json.
+func parseIndexJSON(b []byte) ([]v1.Descriptor, error) {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, errors.New("the file is empty")
+	}
 	var im v1.IndexManifest
 	if err := json.Unmarshal(b, &im); err != nil {
-		return nil, fmt.Errorf("reading cache index %s: %w", filepath.Join(c.root, indexFile), err)
+		return nil, err
+	}
+	if im.SchemaVersion != 2 {
+		return nil, fmt.Errorf("schemaVersion is %d, not 2", im.SchemaVersion)
+	}
+	for i, d := range im.Manifests {
+		if err := checkHash(d.Digest); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
 	}
 	return im.Manifests, nil
 }
@@ -96,7 +123,7 @@ func (c *Cache) writeIndexFile(ds []v1.Descriptor) error {
 	if err != nil {
 		return fmt.Errorf("writing cache index: %w", err)
 	}
-	if err := c.writeFileAtomic(indexFile, b); err != nil {
+	if err := atomicfile.Write(IndexPath(c.root), b, 0o644); err != nil {
 		return fmt.Errorf("writing cache index: %w", err)
 	}
 	return nil

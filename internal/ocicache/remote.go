@@ -2,8 +2,11 @@ package ocicache
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -13,19 +16,28 @@ import (
 )
 
 type remoteConfig struct {
-	insecure  bool
-	platforms []v1.Platform
-	keychain  authn.Keychain
-	transport http.RoundTripper
+	insecureAll bool
+	insecure    []string // registries named insecure: "host" or "host:port"
+	platforms   []v1.Platform
+	keychain    authn.Keychain
+	transport   http.RoundTripper
 }
 
 // RemoteOption configures Pull and Push.
 type RemoteOption func(*remoteConfig)
 
-// Insecure talks plain HTTP to the registry (meant for a registry on loopback, such as one a
-// test starts).
+// Insecure lets this call speak plain HTTP to whatever registry its reference names. It is
+// for programs and tests that chose the registry themselves; users name registries with
+// InsecureRegistries (the -insecure-registry flag, KILN_INSECURE_REGISTRIES).
 func Insecure() RemoteOption {
-	return func(c *remoteConfig) { c.insecure = true }
+	return func(c *remoteConfig) { c.insecureAll = true }
+}
+
+// InsecureRegistries names registries ("host" for any port, or "host:port") that may be
+// spoken to over plain HTTP. Registries on loopback (127.0.0.0/8, ::1, localhost) always may;
+// any other registry is spoken to over HTTPS only, whatever its address.
+func InsecureRegistries(hosts ...string) RemoteOption {
+	return func(c *remoteConfig) { c.insecure = append(c.insecure, hosts...) }
 }
 
 // WithPlatforms makes Pull store only the children of an index that match one of ps. The index
@@ -40,39 +52,199 @@ func WithKeychain(k authn.Keychain) RemoteOption {
 	return func(c *remoteConfig) { c.keychain = k }
 }
 
-// WithTransport replaces the HTTP transport.
+// WithTransport replaces the HTTP transport. Plain-HTTP requests that the registry policy
+// refuses never reach it.
 func WithTransport(t http.RoundTripper) RemoteOption {
 	return func(c *remoteConfig) { c.transport = t }
 }
 
-func (rc *remoteConfig) parse(ref string) (name.Reference, error) {
-	var opts []name.Option
-	if rc.insecure {
-		opts = append(opts, name.Insecure)
+// EnvInsecureRegistries names the environment variable that lists, comma separated, the
+// registries kiln may reach over plain HTTP (like repeated -insecure-registry flags).
+const EnvInsecureRegistries = "KILN_INSECURE_REGISTRIES"
+
+// ErrPlainHTTPRefused is wrapped by the error of a plain-HTTP request to a registry that is
+// neither on loopback nor named insecure.
+var ErrPlainHTTPRefused = errors.New("plain HTTP refused")
+
+// ErrBadRegistryName is wrapped by errors about an entry of an insecure-registry list that is
+// not "host" or "host:port".
+var ErrBadRegistryName = errors.New("not a registry host[:port]")
+
+// ParseInsecureRegistries splits a comma-separated list ("host1,host2:5000"; blanks and
+// empty items ignored) and checks every entry.
+func ParseInsecureRegistries(list string) ([]string, error) {
+	var out []string
+	for _, item := range strings.Split(list, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if err := CheckRegistryHost(item); err != nil {
+			return nil, err
+		}
+		out = append(out, item)
 	}
-	return parseRef(ref, opts...)
+	return out, nil
+}
+
+// CheckRegistryHost accepts "host" or "host:port" (an IPv6 address in brackets when it has a
+// port), as registries appear in image references; no scheme, path or credentials.
+func CheckRegistryHost(s string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("insecure registry %q: %w: %s; write it as it appears in image references, such as registry.lan:5000",
+			s, ErrBadRegistryName, why)
+	}
+	switch {
+	case s == "":
+		return bad("it is empty")
+	case strings.Contains(s, "://"):
+		return bad("give no scheme")
+	case strings.ContainsAny(s, "/@?# \t"):
+		return bad("give no path, user or spaces")
+	}
+	host, port := splitRegistry(s)
+	if host == "" {
+		return bad("no host")
+	}
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return bad("the port is not a number from 1 to 65535")
+		}
+	}
+	if strings.Contains(host, ":") && net.ParseIP(host) == nil {
+		return bad("not a host name or IP address")
+	}
+	return nil
+}
+
+// splitRegistry splits "host:port", "[v6]:port", "v6", "host" into a lower-case host (no
+// brackets) and a port ("" when none).
+func splitRegistry(s string) (host, port string) {
+	s = strings.ToLower(s)
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		return strings.Trim(h, "[]"), p
+	}
+	if net.ParseIP(strings.Trim(s, "[]")) != nil {
+		return strings.Trim(s, "[]"), ""
+	}
+	if i := strings.LastIndexByte(s, ':'); i >= 0 && !strings.Contains(s[:i], ":") {
+		return s[:i], s[i+1:]
+	}
+	return s, ""
+}
+
+// isLoopback reports whether host is localhost or a loopback IP (127.0.0.0/8, ::1).
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// PlainHTTPAllowed is the transport policy: whether kiln may speak plain HTTP to registry
+// ("host" or "host:port", as in a reference or a request URL). Only loopback registries
+// (127.0.0.0/8, ::1, localhost) and those named in insecure ("host" matches every port,
+// "host:port" that port) may; every other registry, private addresses included, gets HTTPS
+// only.
+func PlainHTTPAllowed(registry string, insecure []string) bool {
+	host, port := splitRegistry(registry)
+	if host == "" {
+		return false
+	}
+	if isLoopback(host) {
+		return true
+	}
+	for _, e := range insecure {
+		eh, ep := splitRegistry(strings.TrimSpace(e))
+		if eh == host && (ep == "" || ep == port) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowHTTP applies the policy to one call's options.
+func (rc *remoteConfig) allowHTTP(registry string) bool {
+	return rc.insecureAll || PlainHTTPAllowed(registry, rc.insecure)
+}
+
+// parse reads a reference; the registry is marked insecure (go-containerregistry then falls
+// back to plain HTTP) exactly when the policy allows it.
+func (rc *remoteConfig) parse(ref string) (name.Reference, error) {
+	r, err := parseRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	if rc.allowHTTP(r.Context().RegistryStr()) {
+		return parseRef(ref, name.Insecure)
+	}
+	return r, nil
+}
+
+// httpGuard refuses plain-HTTP requests to hosts the policy does not allow before they leave
+// the machine. go-containerregistry tries plain HTTP after HTTPS fails for registries with
+// private addresses (10/8, 172.16/12, 192.168/16) or names ending in .localhost; this keeps it
+// from doing so.
+type httpGuard struct {
+	inner http.RoundTripper
+	allow func(host string) bool
+}
+
+func (g httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL != nil && strings.EqualFold(req.URL.Scheme, "http") && !g.allow(req.URL.Host) {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, fmt.Errorf("%w to %s: kiln speaks plain HTTP only to loopback registries and those named with -insecure-registry %s or %s",
+			ErrPlainHTTPRefused, req.URL.Host, req.URL.Host, EnvInsecureRegistries)
+	}
+	return g.inner.RoundTrip(req)
 }
 
 func (rc *remoteConfig) options(ctx context.Context) []remote.Option {
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(rc.keychain)}
-	if rc.transport != nil {
-		opts = append(opts, remote.WithTransport(rc.transport))
+	inner := rc.transport
+	if inner == nil {
+		inner = remote.DefaultTransport
 	}
-	return opts
+	t := httpGuard{inner: inner, allow: rc.allowHTTP}
+	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(rc.keychain), remote.WithTransport(t)}
 }
 
-func newRemoteConfig(opts []RemoteOption) *remoteConfig {
+func (c *Cache) remoteConfig(opts []RemoteOption) *remoteConfig {
 	rc := &remoteConfig{keychain: authn.DefaultKeychain}
+	rc.insecure = append(rc.insecure, c.insecure...)
 	for _, o := range opts {
 		o(rc)
 	}
 	return rc
 }
 
+// Remote returns ref parsed and the go-containerregistry options that carry the cache's
+// transport policy (plain HTTP only to loopback and named registries), authentication and
+// ctx, for callers that talk to a registry themselves with the remote package.
+func (c *Cache) Remote(ctx context.Context, ref string, opts ...RemoteOption) (name.Reference, []remote.Option, error) {
+	return Remote(ctx, ref, append(append([]RemoteOption{}, InsecureRegistries(c.insecure...)), opts...)...)
+}
+
+// Remote is Cache.Remote without a cache: only opts name insecure registries.
+func Remote(ctx context.Context, ref string, opts ...RemoteOption) (name.Reference, []remote.Option, error) {
+	rc := &remoteConfig{keychain: authn.DefaultKeychain}
+	for _, o := range opts {
+		o(rc)
+	}
+	r, err := rc.parse(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, rc.options(ctx), nil
+}
+
 // Pull fetches an image or index from its registry into the cache and names it ref. An index
 // is kept whole (every platform) unless WithPlatforms narrows it.
 func (c *Cache) Pull(ctx context.Context, ref string, opts ...RemoteOption) (v1.Descriptor, error) {
-	rc := newRemoteConfig(opts)
+	rc := c.remoteConfig(opts)
 	r, err := rc.parse(ref)
 	if err != nil {
 		return v1.Descriptor{}, err
@@ -151,7 +323,7 @@ func (c *Cache) Pull(ctx context.Context, ref string, opts ...RemoteOption) (v1.
 // Push uploads the image or index named ref to its registry. An index is pushed with every
 // child; a child missing from the cache (a platform-filtered pull) makes it fail.
 func (c *Cache) Push(ctx context.Context, ref string, opts ...RemoteOption) error {
-	rc := newRemoteConfig(opts)
+	rc := c.remoteConfig(opts)
 	r, err := rc.parse(ref)
 	if err != nil {
 		return err

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/kiln-os/kiln/internal/archive"
+	"github.com/kiln-os/kiln/internal/atomicfile"
 )
 
 // DefaultPath is the PATH that ImportRootfs puts in an image's environment.
@@ -255,7 +255,7 @@ func (c *Cache) writeRootfsLayer(r io.Reader) (v1.Descriptor, v1.Hash, error) {
 	}
 	pr, pw := io.Pipe()
 	type stored struct {
-		tmp  string
+		tmp  *atomicfile.File
 		h    v1.Hash
 		size int64
 		err  error
@@ -289,12 +289,11 @@ func (c *Cache) writeRootfsLayer(r io.Reader) (v1.Descriptor, v1.Hash, error) {
 	}
 	if err != nil {
 		if res.err == nil {
-			os.Remove(res.tmp)
+			res.tmp.Abort()
 		}
 		return v1.Descriptor{}, v1.Hash{}, err
 	}
-	if err := c.commitBlob(res.tmp, res.h, res.size); err != nil {
-		os.Remove(res.tmp)
+	if err := c.commitBlob(res.tmp, res.h); err != nil {
 		return v1.Descriptor{}, v1.Hash{}, fmt.Errorf("layer: %w", err)
 	}
 	diffID := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(diff.Sum(nil))}

@@ -304,7 +304,7 @@ func TestImportRootfsReplacesPlatform(t *testing.T) {
 		t.Errorf("index platforms %v, want %v", ps, want)
 	}
 	// The replaced images' blobs go with the next garbage collection.
-	if err := c.Clean(false); err != nil {
+	if _, err := c.Clean(false); err != nil {
 		t.Fatal(err)
 	}
 	if c.HasBlob(oldAMD.Digest) || c.HasBlob(oldARM.Digest) {

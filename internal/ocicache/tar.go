@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kiln-os/kiln/internal/atomicfile"
 )
 
 type importConfig struct {
@@ -118,7 +120,7 @@ func (c *Cache) ImportBlobs(r io.Reader) ([]v1.Descriptor, error) {
 
 // tempBlob is a verified blob of an imported tar waiting in a temporary file.
 type tempBlob struct {
-	path string
+	f    *atomicfile.File
 	size int64
 }
 
@@ -195,7 +197,7 @@ func (c *Cache) readLayoutTar(r io.Reader) (_ *layoutTar, err error) {
 				return nil, fmt.Errorf("member %s: %w", hdr.Name, err)
 			}
 			if old, ok := l.temps[h]; ok {
-				os.Remove(old.path)
+				old.f.Abort()
 			}
 			l.temps[h] = tempBlob{tmp, n}
 		}
@@ -257,7 +259,7 @@ func (l *layoutTar) read(d v1.Descriptor) ([]byte, error) {
 		if t.size > 16<<20 {
 			return nil, fmt.Errorf("blob %s: %d bytes is too large for a manifest or config", d.Digest, t.size)
 		}
-		return os.ReadFile(t.path) // verified while it was written
+		return os.ReadFile(t.f.Name()) // verified while it was written
 	}
 	return l.c.readBlob(d.Digest, d.Size)
 }
@@ -278,10 +280,10 @@ func (l *layoutTar) commit() error {
 	}
 	for _, h := range sortedHashes(hs) {
 		t := l.temps[h]
-		if err := l.c.commitBlob(t.path, h, t.size); err != nil {
+		delete(l.temps, h)
+		if err := l.c.commitBlob(t.f, h); err != nil {
 			return err
 		}
-		delete(l.temps, h)
 	}
 	return nil
 }
@@ -289,7 +291,7 @@ func (l *layoutTar) commit() error {
 // discard removes the temporary files not committed.
 func (l *layoutTar) discard() {
 	for h, t := range l.temps {
-		os.Remove(t.path)
+		t.f.Abort()
 		delete(l.temps, h)
 	}
 }
