@@ -611,6 +611,56 @@ func TestWarnings(t *testing.T) {
 	}
 }
 
+// TestContainerNames: names containerd (services) or runc (onboot, onshutdown) would refuse
+// at boot are rejected in every section, with the rule in the message.
+func TestContainerNames(t *testing.T) {
+	const rule = `: containerd would refuse it at boot; use ASCII letters and digits, joined by single '.', '_' or '-', starting and ending with a letter or digit`
+	long := strings.Repeat("a", 300)
+	tests := []struct {
+		name string
+		want string // "" for valid
+	}{
+		{"getty", ""},
+		{"A1", ""},
+		{"kube.proxy_v2-x", ""},
+		{"9p", ""},
+		{strings.Repeat("a", 76), ""},
+		{"web:1", `invalid container name "web:1"` + rule},
+		{"a b", `invalid container name "a b"` + rule},
+		{long, `container name "aaaaaaaaaaaaaaaaaaaa"... is 300 characters long; containerd accepts at most 76`},
+		{strings.Repeat("b", 77), `container name "bbbbbbbbbbbbbbbbbbbb"... is 77 characters long; containerd accepts at most 76`},
+		{"-a", `invalid container name "-a"` + rule},
+		{"a-", `invalid container name "a-"` + rule},
+		{"_a", `invalid container name "_a"` + rule},
+		{"a..b", `invalid container name "a..b"` + rule},
+		{"a_-b", `invalid container name "a_-b"` + rule},
+		{".", `invalid container name "."` + rule},
+		{"..", `invalid container name ".."` + rule},
+		{"a/b", `invalid container name "a/b"` + rule},
+		{"a+b", `invalid container name "a+b"` + rule},
+		{"café", `invalid container name "café"` + rule},
+		{"a\tb", `invalid container name "a\tb"` + rule},
+	}
+	for _, section := range []string{"onboot", "onshutdown", "services"} {
+		for _, tt := range tests {
+			t.Run(section+"/"+tt.name, func(t *testing.T) {
+				src := fmt.Sprintf("%s:\n  - name: %q\n    image: x\n", section, tt.name)
+				s, err := Parse("n.yml", []byte(src))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var want []string
+				if tt.want != "" {
+					want = []string{"n.yml:2:11: " + section + "[0].name: " + tt.want}
+				}
+				if got := errorStrings(t, s.Validate()); !slices.Equal(got, want) {
+					t.Errorf("errors:\n got %q\nwant %q", got, want)
+				}
+			})
+		}
+	}
+}
+
 // TestRelativeDestinations: LinuxKit accepts relative destinations in mounts, binds and tmpfs
 // (its examples/hostmount-writeable-overlay.yml has one) and runc resolves them against the
 // container's root, so they are accepted with a warning; in runtime.mounts and runtime.mkdir a

@@ -283,15 +283,10 @@ func ParseMode(s string) (uint32, error) {
 
 func (v *validator) image(img *Image, l loc, volumes map[string]bool, label bool) {
 	if !label {
-		switch img.Name {
-		case "":
+		if img.Name == "" {
 			v.errf(l, "name", "required")
-		case ".", "..":
-			v.errf(l, "name", "invalid name %q", img.Name)
-		default:
-			if strings.ContainsAny(img.Name, "/\x00") {
-				v.errf(l, "name", "invalid name %q: must not contain '/'", img.Name)
-			}
+		} else if err := ValidateContainerName(img.Name); err != nil {
+			v.errf(l, "name", "%v", err)
 		}
 		if img.Image == "" {
 			v.errf(l, "image", "required")
@@ -435,6 +430,30 @@ func (v *validator) image(img *Image, l loc, volumes map[string]bool, label bool
 			v.errf(l, "runtime.namespace", "empty namespace name")
 		}
 	}
+}
+
+// MaxContainerNameLen is the longest container name containerd accepts.
+const MaxContainerNameLen = 76
+
+// containerNameRE is containerd's rule for identifiers (its pkg/identifiers), which it applies
+// to the id of every container it creates: runs of ASCII letters and digits joined by single
+// '.', '_' or '-'. runc's own rule for onboot and onshutdown containers is looser; one rule
+// for every section keeps names portable between them.
+var containerNameRE = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$`)
+
+// ValidateContainerName checks a container name (onboot, onshutdown, services) against what
+// containerd and runc accept at boot: at most 76 characters, ASCII letters and digits, with
+// single '.', '_' or '-' between them, starting and ending with a letter or digit.
+func ValidateContainerName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("empty container name")
+	case len(name) > MaxContainerNameLen:
+		return fmt.Errorf("container name %.20q... is %d characters long; containerd accepts at most %d", name, len(name), MaxContainerNameLen)
+	case !containerNameRE.MatchString(name):
+		return fmt.Errorf("invalid container name %q: containerd would refuse it at boot; use ASCII letters and digits, joined by single '.', '_' or '-', starting and ending with a letter or digit", name)
+	}
+	return nil
 }
 
 func (v *validator) caps(list *[]string, l loc, field string) {
