@@ -79,18 +79,18 @@ func TestBuildAllFormats(t *testing.T) {
 	for _, p := range res.Outputs {
 		got = append(got, filepath.Base(p))
 	}
-	want := []string{"system-kernel", "system-cmdline", "system-initrd.img", "system.tar", "system-initrd.tar", "system-docker.tar"}
+	want := []string{KernelFile("system"), CmdlineFile("system"), InitrdFile("system"), TarFile("system"), InitrdTarFile("system"), DockerFile("system")}
 	if !slices.Equal(sortedCopy(got), sortedCopy(want)) {
 		t.Fatalf("outputs %v, want %v", got, want)
 	}
-	if b, _ := os.ReadFile(filepath.Join(out, "system-kernel")); string(b) != "KERNEL-IMAGE-BYTES" {
+	if b, _ := os.ReadFile(filepath.Join(out, KernelFile("system"))); string(b) != "KERNEL-IMAGE-BYTES" {
 		t.Errorf("kernel = %q", b)
 	}
-	if b, _ := os.ReadFile(filepath.Join(out, "system-cmdline")); string(b) != "console=ttyS0" {
+	if b, _ := os.ReadFile(filepath.Join(out, CmdlineFile("system"))); string(b) != "console=ttyS0" {
 		t.Errorf("cmdline = %q", b)
 	}
 
-	names, bodies := listInitrd(t, filepath.Join(out, "system-initrd.img"))
+	names, bodies := listInitrd(t, filepath.Join(out, InitrdFile("system")))
 	for _, n := range []string{
 		"5 lib/modules/6.1.0-test", "0 lib/modules/6.1.0-test/modules.dep", "0 init", "0 etc/os-release",
 		"5 containers/onboot/000-setup/rootfs", "0 containers/onboot/000-setup/config.json",
@@ -133,16 +133,16 @@ func TestBuildAllFormats(t *testing.T) {
 		t.Errorf("env = %v", svc.Process.Env)
 	}
 
-	tarNames, tarBodies := listTar(t, filepath.Join(out, "system.tar"))
+	tarNames, tarBodies := listTar(t, filepath.Join(out, TarFile("system")))
 	if tarBodies["boot/kernel"] != "KERNEL-IMAGE-BYTES" || tarBodies["boot/cmdline"] != "console=ttyS0" {
 		t.Errorf("tar lacks boot files: %v", tarNames[:min(5, len(tarNames))])
 	}
-	dockerNames, _ := listTar(t, filepath.Join(out, "system-docker.tar"))
+	dockerNames, _ := listTar(t, filepath.Join(out, DockerFile("system")))
 	if slices.Contains(dockerNames, "0 boot/kernel") || !slices.Contains(dockerNames, "0 init") {
 		t.Errorf("docker tar: %v", dockerNames)
 	}
-	_, kit := listTar(t, filepath.Join(out, "system-initrd.tar"))
-	initrd, _ := os.ReadFile(filepath.Join(out, "system-initrd.img"))
+	_, kit := listTar(t, filepath.Join(out, InitrdTarFile("system")))
+	initrd, _ := os.ReadFile(filepath.Join(out, InitrdFile("system")))
 	if kit["kernel"] != "KERNEL-IMAGE-BYTES" || kit["initrd.img"] != string(initrd) || kit["cmdline"] != "console=ttyS0" {
 		t.Errorf("tar-kernel-initrd content differs from kernel+initrd")
 	}
@@ -209,8 +209,8 @@ func TestBuildReproducible(t *testing.T) {
 	if _, err := build(t, Options{Files: []string{yml}, Dir: third, Cache: seedCache(t), Epoch: time.Unix(1700000000, 0)}); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := os.ReadFile(filepath.Join(outs[0], "system.tar"))
-	b, _ := os.ReadFile(filepath.Join(third, "system.tar"))
+	a, _ := os.ReadFile(filepath.Join(outs[0], TarFile("system")))
+	b, _ := os.ReadFile(filepath.Join(third, TarFile("system")))
 	if bytes.Equal(a, b) {
 		t.Error("a different SOURCE_DATE_EPOCH must change the tar's timestamps")
 	}
@@ -278,14 +278,14 @@ func TestLockFilePinsMovedTag(t *testing.T) {
 	if _, err := build(t, Options{Files: []string{yml}, Dir: out, Cache: cache, Formats: tarOnly}); err != nil {
 		t.Fatal(err)
 	}
-	_, bodies := listTar(t, filepath.Join(out, "system.tar"))
+	_, bodies := listTar(t, filepath.Join(out, TarFile("system")))
 	if bodies["init"] != "#!init" {
 		t.Errorf("the lock file must pin the old content, got init = %q", bodies["init"])
 	}
 	if _, err := build(t, Options{Files: []string{yml}, Dir: out, Cache: cache, Formats: tarOnly, UpdateLock: true}); err != nil {
 		t.Fatal(err)
 	}
-	_, bodies = listTar(t, filepath.Join(out, "system.tar"))
+	_, bodies = listTar(t, filepath.Join(out, TarFile("system")))
 	if bodies["init"] != "NEW" {
 		t.Errorf("-update-lock must resolve again, got init = %q", bodies["init"])
 	}

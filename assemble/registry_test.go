@@ -44,7 +44,7 @@ func TestBuildPullsFromRegistry(t *testing.T) {
 	if _, err := build(t, Options{Files: []string{yml}, Dir: out, Cache: empty, Formats: tarOnly, Pull: true}); err != nil {
 		t.Fatal(err)
 	}
-	names, _ := listTar(t, filepath.Join(out, "system.tar"))
+	names, _ := listTar(t, filepath.Join(out, TarFile("system")))
 	if len(names) == 0 {
 		t.Fatal("empty tar")
 	}

@@ -27,7 +27,8 @@ func runBuild(ctx context.Context, args []string) error {
 	const usage = "kiln build [flags] FILE.yml..."
 	fs := newFlags("build", usage, "Build a system from one or more YAML files (merged in order) into output files.\n"+
 		"Images come from the cache (KILN_CACHE, default ~/.kiln/cache), then their registry.\n"+
-		"A lock file NAME.lock.yml beside the outputs pins every reference to a digest.\n\n"+formatHelp())
+		"A lock file "+assemble.LockFile("NAME")+" beside the outputs pins every reference to a digest.\n"+
+		"Temporary files that an interrupted build left in the output folder are removed first.\n\n"+formatHelp())
 	formats := fs.String("format", "kernel+initrd", "output formats, comma separated")
 	dir := fs.String("dir", "", "folder for the outputs (default: the current folder)")
 	name := fs.String("name", "", "base name of the outputs (default: the first YAML file's name)")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/kiln-os/kiln/assemble"
 	"github.com/kiln-os/kiln/internal/qemu"
 	"golang.org/x/term"
 )
@@ -36,8 +37,8 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func runQemu(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("run qemu", runUsage, "Boot a kernel and initrd in QEMU (no KVM needed) with the console on this terminal.\n"+
-		"PREFIX is what `kiln build` was given as output name: out/NAME boots out/NAME-kernel,\n"+
-		"out/NAME-initrd.img and the command line in out/NAME-cmdline.\n"+
+		"PREFIX is what `kiln build` was given as output name: out/NAME boots "+assemble.KernelFile("out/NAME")+",\n"+
+		assemble.InitrdFile("out/NAME")+" and the command line in "+assemble.CmdlineFile("out/NAME")+".\n"+
 		"A terminal console is interactive: Ctrl-A X quits QEMU, Ctrl-A C toggles its monitor.\n"+
 		"The exit code is QEMU's: 0 when the guest powers off (or reboots), 1 when its kernel panics.")
 	arch := fs.String("arch", "", "guest architecture: amd64, arm64 or s390x (default: the kernel's, else the host's)")
@@ -121,7 +122,7 @@ func bootFiles(args []string) (boot, error) {
 	switch len(args) {
 	case 1:
 		prefix := args[0]
-		b := boot{kernel: prefix + "-kernel", initrd: prefix + "-initrd.img"}
+		b := boot{kernel: assemble.KernelFile(prefix), initrd: assemble.InitrdFile(prefix)}
 		if _, err := os.Stat(b.kernel); err != nil {
 			if fi, ferr := os.Stat(prefix); ferr == nil && fi.Mode().IsRegular() {
 				return boot{kernel: prefix}, nil // a kernel without an initrd
@@ -131,7 +132,7 @@ func bootFiles(args []string) (boot, error) {
 		if _, err := os.Stat(b.initrd); err != nil {
 			return boot{}, fmt.Errorf("%s exists but %s does not: build the kernel+initrd format again", b.kernel, b.initrd)
 		}
-		cmdline, err := os.ReadFile(prefix + "-cmdline")
+		cmdline, err := os.ReadFile(assemble.CmdlineFile(prefix))
 		switch {
 		case err == nil:
 			b.cmdline = strings.TrimSpace(string(cmdline))
