@@ -17,11 +17,15 @@ import (
 // TestBadInputBoots boots two broken systems on amd64 (the checks are the init's, the same on
 // every architecture) and reads the console:
 //
-//   - testdata/degraded.yml: an unknown module, a failing optional onboot container and a service
-//     whose binary is missing are each reported, the rest comes up, and a shutdown asked for
-//     from inside still powers off with QEMU exiting 0;
+//   - testdata/degraded.yml: an unknown module, a failing optional onboot container, an optional
+//     onboot container that hangs past its kiln.onboot.timeout and a service whose binary is
+//     missing are each reported, the rest comes up, and a shutdown asked for from inside still
+//     powers off with QEMU exiting 0;
 //   - testdata/failing.yml: a failing onboot container stops the boot with its output on the
 //     console, and the system powers off cleanly (kiln.onfail's default).
+//
+// At the end the whole console is checked: the expected lines in order, and no failure line
+// other than the expected ones.
 func TestBadInputBoots(t *testing.T) {
 	w := setup(t)
 	w.pkgBuild(t, minimalPackages...)
@@ -33,41 +37,51 @@ func TestBadInputBoots(t *testing.T) {
 	t.Run("degraded", func(t *testing.T) {
 		t.Parallel()
 		vm, typer := startVM(t, filepath.Join(out, "degraded"), "amd64")
-		for _, want := range []string{
+		want := []string{
 			// (WaitFor moves past each matched line, so one string per line.)
 			`kiln-init: step modules failed (`,
 			`kiln-init: onboot fails-optional failed: runc run exited with status 7`,
 			`kiln-init: onboot fails-optional is optional`,
+			`kiln-init: onboot hangs failed: timed out: still running after 10s (its kiln.onboot.timeout annotation)`,
+			`kiln-init: onboot hangs is optional`,
 			`kiln-init: service hello started`,
 			`kiln-init: service missing-binary failed to start: create task`,
 			`2 of 3 services up`,
-		} {
-			waitLine(t, vm, want)
 		}
-		for _, l := range vm.Console() {
-			if strings.Contains(l, "step modules failed") && !strings.Contains(l, `unknown module "no_such_module"`) {
-				t.Errorf("the module failure does not name the module: %q", l)
-			}
+		for _, w := range want {
+			waitLine(t, vm, w)
 		}
 		if _, err := io.WriteString(typer, "kill -TERM 1\n"); err != nil {
 			t.Fatal(err)
 		}
+		want = append(want, "kiln-init: powering off")
 		waitLine(t, vm, "kiln-init: powering off")
 		waitExit(t, vm)
+		checkConsole(t, vm, want)
+		lines, _ := vm.Transcript()
+		for _, l := range lines {
+			if strings.Contains(l, "step modules failed") && !strings.Contains(l, `unknown module "no_such_module"`) {
+				t.Errorf("the module failure does not name the module: %q", l)
+			}
+		}
 	})
 	t.Run("failing", func(t *testing.T) {
 		t.Parallel()
 		vm, _ := startVM(t, filepath.Join(out, "failing"), "amd64")
-		for _, want := range []string{
+		want := []string{
 			`kiln-init: onboot fails failed: runc run exited with status 7`,
 			`fails: hello: exiting with status 7`,
+			`kiln-init: step onboot failed (`,
 			`kiln-init: boot failed: step onboot`,
 			`kiln-init: powering off`,
-		} {
-			waitLine(t, vm, want)
+		}
+		for _, w := range want {
+			waitLine(t, vm, w)
 		}
 		waitExit(t, vm)
-		for _, l := range vm.Console() {
+		checkConsole(t, vm, want)
+		lines, _ := vm.Transcript()
+		for _, l := range lines {
 			if strings.Contains(l, "kiln-init: service hello started") {
 				t.Errorf("a service started after the boot failed: %q", l)
 			}
@@ -107,6 +121,15 @@ func waitLine(t *testing.T, vm *qemu.VM, want string) {
 	t.Helper()
 	if _, err := vm.WaitFor(context.Background(), want, markerTimeout); err != nil {
 		t.Fatalf("waiting for %q: %v", want, err)
+	}
+}
+
+// checkConsole checks the whole console once QEMU has exited: the lines in want in order, and
+// no failure line (qemu.IsFailureLine) that is not one of them.
+func checkConsole(t *testing.T, vm *qemu.VM, want []string) {
+	t.Helper()
+	if err := vm.Check(want...); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -17,9 +17,11 @@ var minimalPackages = []string{"kernel/virt", "init", "system/runc", "system/con
 const markerTimeout = 4 * time.Minute
 
 // TestMinimalBoots builds the packages of images/minimal.yml for amd64, arm64 and s390x,
-// assembles the system for each and boots it in QEMU, checking from the console that: the
+// assembles the system for each (amd64 twice, which must give the same kernel, initrd and
+// command line bytes) and boots it in QEMU, checking from the console that: the
 // onboot container ran, the services run under containerd, a service that dies is restarted,
-// and a shutdown asked for from inside runs onshutdown and powers off with QEMU exiting 0.
+// and a shutdown asked for from inside runs onshutdown and powers off with QEMU exiting 0;
+// and, over the whole console at the end, that nothing failed (no step, container or panic).
 func TestMinimalBoots(t *testing.T) {
 	w := setup(t)
 	w.pkgBuild(t, minimalPackages...)
@@ -28,6 +30,8 @@ func TestMinimalBoots(t *testing.T) {
 		name := "minimal-" + arch
 		w.must(t, w.kiln, "build", "-arch", arch, "-format", "kernel+initrd", "-dir", out, "-name", name, "images/minimal.yml")
 	}
+	// The same inputs give the same bytes: build amd64 again, pinned by the first build's lock.
+	w.rebuildSame(t, out, "minimal-amd64", "amd64", "images/minimal.yml")
 	for _, arch := range []string{"amd64", "arm64", "s390x"} {
 		t.Run(arch, func(t *testing.T) {
 			t.Parallel()
@@ -45,11 +49,13 @@ func bootMinimal(t *testing.T, prefix, arch string) {
 		t.Helper()
 		t.Fatalf("%s: %v\n(the whole console is in %s)", arch, err, log)
 	}
+	var seen []string // every line expected, in order, for the check of the whole console
 	expect := func(what string) {
 		t.Helper()
 		if _, err := vm.WaitFor(ctx, what, markerTimeout); err != nil {
 			failed(err)
 		}
+		seen = append(seen, what)
 		t.Logf("%s: %q after %s", arch, what, time.Since(start).Round(100*time.Millisecond))
 	}
 	expect("kiln-init: onboot hello-onboot exited 0")
@@ -73,6 +79,10 @@ func bootMinimal(t *testing.T, prefix, arch string) {
 	expect("kiln-init: onshutdown hello-onshutdown exited 0")
 	expect("kiln-init: powering off")
 	waitExit(t, vm)
+	// The whole console, start to end: no failure anywhere (a step, a container, a panic).
+	if err := vm.Check(seen...); err != nil {
+		failed(err)
+	}
 	t.Logf("%s: booted, checked and powered off in %s", arch, time.Since(start).Round(100*time.Millisecond))
 }
 

@@ -1,8 +1,10 @@
 // Command bootcheck boots a kiln system built from images/minimal.yml in QEMU and checks it from
 // the console, as a person at the console would: the onboot container ran, the services came
-// up, `ctr tasks ls` in the console shell lists them RUNNING, and `kill -TERM 1` runs the
-// onshutdown container and powers the machine off with QEMU exiting 0. It prints the console
-// as it goes and, at the end, how long each milestone took. `make demo` and `make bench` run it.
+// up, `ctr tasks ls` in the console shell lists them RUNNING, `kill -TERM 1` runs the
+// onshutdown container and powers the machine off with QEMU exiting 0, and no line of the whole
+// console reports a failure (kiln-init's "step NAME failed", "boot failed", a failed onboot or
+// onshutdown container, a recovered panic). It prints the console as it goes and, at the end,
+// how long each milestone took. `make demo` and `make bench` run it.
 //
 // With -bare it instead boots the kernel with a tiny init that prints a marker and powers off,
 // which measures the kernel's own boot cost on the same emulator.
@@ -141,6 +143,11 @@ func boot(prefix, initrd, arch, mem string, timeout time.Duration, console io.Wr
 		return errors.New("QEMU did not exit after the guest powered off")
 	}
 	report = append(report, fmt.Sprintf("%-36s %6.1f s", "QEMU exited 0", time.Since(start).Seconds()))
+	// The milestones were found in order; now the whole console: no failure line anywhere
+	// (a boot step, an onboot or onshutdown container, a recovered panic).
+	if err := vm.Check(); err != nil {
+		return err
+	}
 	fmt.Printf("\nbootcheck %s:\n  %s\n", filepath.Base(prefix), strings.Join(report, "\n  "))
 	return nil
 }
