@@ -127,7 +127,7 @@ func TestRepair(t *testing.T) {
 	want := map[string]v1.Hash{
 		RecoveredRepo + "@" + img.Digest.String(): img.Digest,
 		RecoveredRepo + "@" + idx.Digest.String(): idx.Digest,
-		"example.com/kiln/named:2":                 nd.Digest,
+		"example.com/kiln/named:2":                nd.Digest,
 	}
 	if len(got) != len(want) {
 		t.Errorf("recovered %v, want %v", rep.Recovered, want)
