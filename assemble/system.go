@@ -11,7 +11,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -292,15 +291,16 @@ func (b *builder) writeFile(t *tree, sys *config.System, res resolution, f *conf
 	if err != nil {
 		return err
 	}
-	uid, err := numericID(f.UID, "uid")
+	// The same rules as validation (config.FileID): numbers, root, or a container's name.
+	uid, err := config.FileID(f.UID, b.containerIDs)
 	if err != nil {
-		return err
+		return fmt.Errorf("uid: %w", err)
 	}
-	gid, err := numericID(f.GID, "gid")
+	gid, err := config.FileID(f.GID, b.containerIDs)
 	if err != nil {
-		return err
+		return fmt.Errorf("gid: %w", err)
 	}
-	hdr := &tar.Header{Name: name, Mode: mode, Uid: uid, Gid: gid}
+	hdr := &tar.Header{Name: name, Mode: mode, Uid: int(uid), Gid: int(gid)}
 	switch {
 	case f.Directory:
 		hdr.Typeflag = tar.TypeDir
@@ -362,21 +362,11 @@ func fileMode(f *config.File) (int64, error) {
 		}
 		return 0o600, nil
 	}
-	m, err := strconv.ParseUint(f.Mode, 8, 32)
-	if err != nil || m > 0o7777 {
-		return 0, fmt.Errorf("mode %q: expected an octal mode such as 0644", f.Mode)
+	m, err := config.ParseMode(f.Mode) // the rule validation applies
+	if err != nil {
+		return 0, fmt.Errorf("mode: %w", err)
 	}
 	return int64(m), nil
-}
-
-func numericID(v *config.IDValue, field string) (int, error) {
-	if v == nil {
-		return 0, nil
-	}
-	if v.ID == nil {
-		return 0, fmt.Errorf("%s %q: files take numeric ids (there is no image to look names up in)", field, v.Name)
-	}
-	return int(*v.ID), nil
 }
 
 // openRegular opens a regular file for reading, and refuses anything else with an error

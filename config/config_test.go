@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -891,6 +892,79 @@ func TestErrorFormat(t *testing.T) {
 	}
 }
 
+// TestFileRulesAgree: kiln validate and kiln build apply one rule set to the mode, uid and gid
+// of files entries. Validate must reject exactly the inputs the build-side functions
+// (ParseMode, FileID, which assemble's writeFile calls) reject, with the same message, and the
+// build must get the value validate accepted. LinuxKit reads modes as plain octal digits and
+// resolves names only to root or a container of the system; so does kiln.
+func TestFileRulesAgree(t *testing.T) {
+	tests := []struct {
+		field, value string // the YAML as written
+		want         uint32 // the value the build writes, when valid
+		err          string // the message both give, when invalid
+	}{
+		{"mode", `"0644"`, 0o644, ""},
+		{"mode", `"755"`, 0o755, ""},
+		{"mode", `"04755"`, 0o4755, ""},
+		{"mode", `"0"`, 0, ""},
+		{"mode", `"0o644"`, 0, `invalid mode "0o644"; expected an octal number such as "0644"`},
+		{"mode", `"0x1ff"`, 0, `invalid mode "0x1ff"; expected an octal number such as "0644"`},
+		{"mode", `"+644"`, 0, `invalid mode "+644"; expected an octal number such as "0644"`},
+		{"mode", `"0999"`, 0, `invalid mode "0999"; expected an octal number such as "0644"`},
+		{"mode", `"010000"`, 0, `invalid mode "010000"; expected an octal number such as "0644"`},
+		{"mode", `rw-r--r--`, 0, `invalid mode "rw-r--r--"; expected an octal number such as "0644"`},
+		{"uid", `0`, 0, ""},
+		{"uid", `1000`, 1000, ""},
+		{"uid", `root`, 0, ""},
+		{"gid", `root`, 0, ""},
+		{"uid", `"42"`, 42, ""},
+		{"uid", `sshd`, 100, ""},  // the first container of the system (LinuxKit's ids)
+		{"gid", `getty`, 101, ""}, // the second
+		{"uid", `nobody`, 0, `unknown user or group "nobody": a files entry has no image to look names up in; use a number, "root" or the name of a container of this system`},
+		{"gid", `wheel`, 0, `unknown user or group "wheel": a files entry has no image to look names up in; use a number, "root" or the name of a container of this system`},
+		{"uid", `"a:b"`, 0, `invalid user or group name "a:b": /etc/passwd and /etc/group names have no ':', white space or control characters`},
+		{"gid", `"a b"`, 0, `invalid user or group name "a b": /etc/passwd and /etc/group names have no ':', white space or control characters`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.field+"="+tt.value, func(t *testing.T) {
+			src := "onboot:\n  - name: sshd\n    image: s\nservices:\n  - name: getty\n    image: g\n" +
+				"files:\n  - path: etc/x\n    contents: x\n    " + tt.field + ": " + tt.value + "\n"
+			s, err := Parse("f.yml", []byte(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var validateErr []string
+			for _, e := range errorStrings(t, s.Validate()) {
+				validateErr = append(validateErr, strings.TrimPrefix(e, "f.yml:10:"+strconv.Itoa(7+len(tt.field))+": files[0]."+tt.field+": "))
+			}
+			f := s.Files[0]
+			var got uint32
+			var buildErr error
+			switch tt.field {
+			case "mode":
+				got, buildErr = ParseMode(f.Mode)
+			case "uid":
+				got, buildErr = FileID(f.UID, s.ContainerIDs())
+			case "gid":
+				got, buildErr = FileID(f.GID, s.ContainerIDs())
+			}
+			var want []string
+			if tt.err != "" {
+				want = []string{tt.err}
+			}
+			if !slices.Equal(validateErr, want) {
+				t.Errorf("validate: got %q, want %q", validateErr, want)
+			}
+			switch {
+			case tt.err == "" && (buildErr != nil || got != tt.want):
+				t.Errorf("build: got %o, %v; want %o", got, buildErr, tt.want)
+			case tt.err != "" && (buildErr == nil || buildErr.Error() != tt.err):
+				t.Errorf("build: got %v, want %q", buildErr, tt.err)
+			}
+		})
+	}
+}
+
 func TestParseHelpers(t *testing.T) {
 	name, soft, hard, err := ParseRlimit(" nofile , 1024 , unlimited")
 	if err != nil || name != "RLIMIT_NOFILE" || soft != 1024 || hard != Unlimited {
@@ -907,12 +981,12 @@ func TestParseHelpers(t *testing.T) {
 	if err != nil || dst != "/tmp" || !slices.Equal(opts, []string{"size=1m"}) {
 		t.Errorf("ParseTmpfs = %q %q %v", dst, opts, err)
 	}
-	for in, want := range map[string]uint32{"0644": 0o644, "755": 0o755, "0o1777": 0o1777} {
+	for in, want := range map[string]uint32{"0644": 0o644, "755": 0o755, "01777": 0o1777, "0": 0} {
 		if got, err := ParseMode(in); err != nil || got != want {
 			t.Errorf("ParseMode(%q) = %o, %v", in, got, err)
 		}
 	}
-	for _, in := range []string{"", "8", "0x1", "17777"} {
+	for _, in := range []string{"", "8", "0x1", "17777", "0o644", "+644", "-1", "6_44", " 644"} {
 		if _, err := ParseMode(in); err == nil {
 			t.Errorf("ParseMode(%q) must fail", in)
 		}

@@ -49,6 +49,8 @@ func (l loc) at(rel string) (Position, string) {
 type validator struct {
 	errs  []*Error
 	warns []*Error
+	// containers maps container names to the ids a files entry's uid or gid may name them by.
+	containers map[string]uint32
 }
 
 func (v *validator) errf(l loc, rel, format string, args ...any) {
@@ -118,6 +120,7 @@ type namedEntry struct {
 }
 
 func (s *System) check(v *validator) {
+	v.containers = s.ContainerIDs()
 	if k := s.Kernel; k != nil {
 		l := locOf(k.src, k.Pos, "kernel")
 		if k.Image == "" {
@@ -270,15 +273,33 @@ func (v *validator) file(f *File, l loc) {
 			v.errf(l, "mode", "%v", err)
 		}
 	}
+	for _, id := range []struct {
+		field string
+		v     *IDValue
+	}{{"uid", f.UID}, {"gid", f.GID}} {
+		if _, err := FileID(id.v, v.containers); err != nil {
+			v.errf(l, id.field, "%v", err)
+		}
+	}
 }
 
-// ParseMode parses an octal permission string such as "0644" or "755" (at most 07777).
-func ParseMode(s string) (uint32, error) {
-	m, err := strconv.ParseUint(strings.TrimPrefix(s, "0o"), 8, 32)
-	if err != nil || m > 0o7777 || s == "" {
-		return 0, fmt.Errorf("invalid mode %q; expected an octal number such as \"0644\"", s)
+// idNames checks the user and group names of a container (numbers need no check; whether a
+// name exists is known only at build time, from the image's /etc/passwd and /etc/group).
+func (v *validator) idNames(img *Image, l loc) {
+	check := func(id *IDValue, rel string) {
+		if id != nil && id.ID == nil {
+			if err := ValidateIDName(id.Name); err != nil {
+				v.errf(l, rel, "%v", err)
+			}
+		}
 	}
-	return uint32(m), nil
+	check(img.UID, "uid")
+	check(img.GID, "gid")
+	if img.AdditionalGids != nil {
+		for i := range *img.AdditionalGids {
+			check(&(*img.AdditionalGids)[i], indexPath("additionalGids", i))
+		}
+	}
 }
 
 func (v *validator) image(img *Image, l loc, volumes map[string]bool, label bool) {
@@ -299,6 +320,7 @@ func (v *validator) image(img *Image, l loc, volumes map[string]bool, label bool
 			v.errf(l, "image", "cannot be set in the org.mobyproject.config label")
 		}
 	}
+	v.idNames(img, l)
 	v.caps(img.Capabilities, l, "capabilities")
 	v.caps(img.CapabilitiesAdd, l, "capabilities.add")
 	v.caps(img.Ambient, l, "ambient")

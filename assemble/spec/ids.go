@@ -157,17 +157,10 @@ func (l Lookup) Group(name string) (uint32, error) {
 // id (for both the user and the group).
 type ContainerIDs map[string]uint32
 
-// AllocateContainerIDs gives each container of sys its id as LinuxKit does.
+// AllocateContainerIDs gives each container of sys its id as LinuxKit does (the rule is
+// config.System.ContainerIDs, which validation uses for the files section too).
 func AllocateContainerIDs(sys *config.System) ContainerIDs {
-	ids := ContainerIDs{}
-	next := uint32(100)
-	for _, section := range [][]*config.Image{sys.Onboot, sys.Onshutdown, sys.Services} {
-		for _, img := range section {
-			ids[img.Name] = next
-			next++
-		}
-	}
-	return ids
+	return ContainerIDs(sys.ContainerIDs())
 }
 
 // User implements IDLookup.
@@ -235,6 +228,9 @@ func resolveUser(v *config.IDValue, ids IDLookup) (uint32, error) {
 	case v.Name == "" || v.Name == "root":
 		return 0, nil
 	}
+	if err := config.ValidateIDName(v.Name); err != nil {
+		return 0, err
+	}
 	if n, ok := number(v.Name); ok {
 		return n, nil
 	}
@@ -254,6 +250,9 @@ func resolveGroup(v *config.IDValue, ids IDLookup) (uint32, error) {
 		return *v.ID, nil
 	case v.Name == "" || v.Name == "root":
 		return 0, nil
+	}
+	if err := config.ValidateIDName(v.Name); err != nil {
+		return 0, err
 	}
 	if n, ok := number(v.Name); ok {
 		return n, nil

@@ -77,9 +77,9 @@ func devices(list []config.Device) ([]specs.LinuxDevice, []specs.LinuxDeviceCgro
 			rules = append(rules, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Access: "rwm"})
 			continue
 		}
-		mode, err := strconv.ParseUint(d.Mode, 8, 32)
+		mode, err := config.ParseMode(d.Mode)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: mode %q is not an octal number", d.Path, d.Mode)
+			return nil, nil, fmt.Errorf("%s: %w", d.Path, err)
 		}
 		fm := os.FileMode(mode)
 		major, minor := d.Major, d.Minor

@@ -427,3 +427,60 @@ func TestMarshalRuntimeEmpty(t *testing.T) {
 	}
 	checkGolden(t, "runtime_empty.runtime.json", a)
 }
+
+// TestValidateAgrees: for the container fields whose rule config shares with the spec (user and
+// group names, device modes), a value validation rejects fails Generate with the same message,
+// and a value it accepts generates, given an image that knows the name. Whether a name exists
+// is only known from the image, so validation cannot reject "ghost"; Generate does.
+func TestValidateAgrees(t *testing.T) {
+	cases := []struct {
+		field, value string
+		err          string // the message both give; "" when both accept
+	}{
+		{"uid", "root", ""},
+		{"uid", "1000", ""},
+		{"uid", `"1000"`, ""},
+		{"uid", "sshd", ""},
+		{"gid", "wheel", ""},
+		{"additionalGids", "[root, 10, nogroup]", ""},
+		{"uid", `"a:b"`, `invalid user or group name "a:b": /etc/passwd and /etc/group names have no ':', white space or control characters`},
+		{"gid", `"a b"`, `invalid user or group name "a b": /etc/passwd and /etc/group names have no ':', white space or control characters`},
+		{"additionalGids", `["x\ty"]`, `invalid user or group name "x\ty": /etc/passwd and /etc/group names have no ':', white space or control characters`},
+		{"devices", `[{path: /dev/x, type: c, major: 1, minor: 1, mode: "0666"}]`, ""},
+		{"devices", `[{path: /dev/x, type: c, major: 1, minor: 1, mode: "0o666"}]`, `invalid mode "0o666"; expected an octal number such as "0644"`},
+		{"devices", `[{path: /dev/x, type: c, major: 1, minor: 1, mode: "010000"}]`, `invalid mode "010000"; expected an octal number such as "0644"`},
+	}
+	for _, c := range cases {
+		t.Run(c.field+"="+c.value, func(t *testing.T) {
+			sys, err := config.Parse("a.yml", []byte("services:\n  - name: svc\n    image: x\n    "+c.field+": "+c.value+"\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			verr := sys.Validate()
+			_, _, gerr := Generate(Input{Name: "svc", YAML: sys.Services[0], Image: testImage(), IDs: testIDs(t)})
+			if c.err == "" {
+				if verr != nil || gerr != nil {
+					t.Fatalf("validate: %v; generate: %v; want both to accept", verr, gerr)
+				}
+				return
+			}
+			if verr == nil || !strings.HasSuffix(verr.Error(), ": "+c.err) {
+				t.Errorf("validate: %v, want %q", verr, c.err)
+			}
+			if gerr == nil || !strings.HasSuffix(gerr.Error(), ": "+c.err) {
+				t.Errorf("generate: %v, want %q", gerr, c.err)
+			}
+		})
+	}
+	// A well-formed name the image does not know passes validation and fails the build.
+	sys, err := config.Parse("a.yml", []byte("services:\n  - name: svc\n    image: x\n    uid: ghost\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sys.Validate(); err != nil {
+		t.Errorf("validate: %v", err)
+	}
+	if _, _, err := Generate(Input{Name: "svc", YAML: sys.Services[0], Image: testImage(), IDs: testIDs(t)}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("generate: %v, want ErrNotFound", err)
+	}
+}
