@@ -14,6 +14,7 @@ import (
 
 	"kiln.example/kerneltools/internal/bzimage"
 	"kiln.example/kerneltools/internal/testdeb"
+	"kiln.example/kerneltools/internal/testenv"
 	"kiln.example/kerneltools/internal/testko"
 )
 
@@ -228,9 +229,7 @@ func TestRunErrors(t *testing.T) {
 // TestPackDebian packs Debian's amd64 kernel as the package build does, narrowed to a few
 // modules, and checks the image's files.
 func TestPackDebian(t *testing.T) {
-	if testing.Short() {
-		t.Skip("unpacks a kernel package")
-	}
+	testenv.Short(t, "unpacks a kernel package")
 	root := testdeb.Unpack(t, "amd64")
 	_, version := testdeb.ModuleDir(t, root)
 	out := filepath.Join(t.TempDir(), "out")

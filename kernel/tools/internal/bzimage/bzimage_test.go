@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"kiln.example/kerneltools/internal/testdeb"
+	"kiln.example/kerneltools/internal/testenv"
 )
 
 // makeBzImage wraps payload (a compressed stream) in a minimal bzImage: a boot sector with the
@@ -111,10 +112,7 @@ func TestVmlinuxGzip(t *testing.T) {
 func TestDecodeXZ(t *testing.T) {
 	xz, err := exec.LookPath("xz")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the xz command is missing (apt-get install xz-utils)")
-		}
-		t.Skip("the xz command is missing")
+		testenv.SkipOrFail(t, "the xz command is missing (apt-get install xz-utils): %v", err)
 	}
 	data := sample(t, 3<<20)
 	// Make sure the x86 filter has work to do and history to keep: runs of E8/E9 bytes close
@@ -173,9 +171,7 @@ func TestDecodeXZ(t *testing.T) {
 // TestDebianBzImage takes vmlinux out of Debian's amd64 kernel and checks it is the ELF kernel
 // QEMU can boot through PVH.
 func TestDebianBzImage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("unpacks a kernel package")
-	}
+	testenv.Short(t, "unpacks a kernel package")
 	root := testdeb.Unpack(t, "amd64")
 	imgs, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
 	if len(imgs) != 1 {

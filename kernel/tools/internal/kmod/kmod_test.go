@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"kiln.example/kerneltools/internal/testdeb"
+	"kiln.example/kerneltools/internal/testenv"
 	"kiln.example/kerneltools/internal/testko"
 )
 
@@ -261,7 +262,7 @@ func findDepmod(t *testing.T) string {
 			return path
 		}
 	}
-	if os.Getenv("CI") == "true" {
+	if testenv.InCI() {
 		t.Fatal("depmod is missing, so modules.dep cannot be compared with it (apt-get install kmod)")
 	}
 	t.Log("depmod is missing: not comparing with it")
@@ -271,9 +272,7 @@ func findDepmod(t *testing.T) string {
 // TestDebianKernels compares the indexes written for Debian's kernels, whole and narrowed to
 // a few modules, with depmod's, byte for byte.
 func TestDebianKernels(t *testing.T) {
-	if testing.Short() {
-		t.Skip("unpacks kernel packages")
-	}
+	testenv.Short(t, "unpacks kernel packages")
 	for _, arch := range []string{"amd64", "arm64", "s390x"} {
 		t.Run(arch, func(t *testing.T) {
 			root := testdeb.Unpack(t, arch)
