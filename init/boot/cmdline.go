@@ -3,8 +3,10 @@ package boot
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/kiln-os/kiln/init/modules"
+	"github.com/kiln-os/kiln/init/runc"
 )
 
 // OnFail is what happens when a fatal boot step fails (kiln.onfail=).
@@ -24,12 +26,26 @@ type Cmdline struct {
 	OnFail  OnFail            // kiln.onfail=poweroff|reboot|wait|continue
 	Modules []string          // kiln.modules=a,b: modules to load besides /etc/kiln/modules
 	Params  map[string]string // MODULE.param=value: parameters for the modules kiln-init loads
+	// OnbootTimeout (kiln.onboot.timeout=) is how long each onboot container may run before
+	// it is stopped and counts as failed; 0 means no limit. A container's own
+	// kiln.onboot.timeout annotation wins.
+	OnbootTimeout time.Duration
+}
+
+// DefaultOnbootTimeout is the onboot time limit when the command line sets none: generous
+// enough for a slow container on a software-emulated machine, short enough that a hung one
+// does not hold the boot for good.
+const DefaultOnbootTimeout = 5 * time.Minute
+
+// DefaultCmdline is what kiln-init uses before (or without) reading the command line.
+func DefaultCmdline() Cmdline {
+	return Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{}, OnbootTimeout: DefaultOnbootTimeout}
 }
 
 // ParseCmdline reads a kernel command line. Problems (an unknown kiln.* switch, a bad value)
 // come back as warnings, and the default is used.
 func ParseCmdline(line string) (Cmdline, []string) {
-	c := Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{}}
+	c := DefaultCmdline()
 	var warn []string
 	for _, word := range SplitCmdline(line) {
 		key, val, hasVal := strings.Cut(word, "=")
@@ -50,6 +66,13 @@ func ParseCmdline(line string) (Cmdline, []string) {
 			default:
 				warn = append(warn, fmt.Sprintf("kiln.onfail=%s: expected poweroff, reboot, wait or continue; using poweroff", val))
 			}
+		case key == "kiln.onboot.timeout":
+			d, err := runc.ParseTimeout(val)
+			if err != nil {
+				warn = append(warn, fmt.Sprintf("kiln.onboot.timeout=%s: %v; using %s", val, err, DefaultOnbootTimeout))
+				break
+			}
+			c.OnbootTimeout = d
 		case key == "kiln.modules":
 			for _, m := range strings.Split(val, ",") {
 				if m = strings.TrimSpace(m); m != "" {
@@ -57,7 +80,7 @@ func ParseCmdline(line string) (Cmdline, []string) {
 				}
 			}
 		case strings.HasPrefix(key, "kiln."):
-			warn = append(warn, fmt.Sprintf("unknown switch %s; kiln-init knows kiln.debug, kiln.onfail and kiln.modules", key))
+			warn = append(warn, fmt.Sprintf("unknown switch %s; kiln-init knows kiln.debug, kiln.onfail, kiln.onboot.timeout and kiln.modules", key))
 		case hasVal && strings.Contains(key, "."):
 			mod, param, _ := strings.Cut(key, ".")
 			if mod == "" || param == "" {

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSplitCmdline(t *testing.T) {
@@ -28,16 +29,24 @@ func TestParseCmdline(t *testing.T) {
 		want Cmdline
 		warn string
 	}{
-		{"console=ttyS0 panic=1", Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{}}, ""},
-		{"kiln.debug kiln.onfail=wait", Cmdline{Debug: true, OnFail: OnFailWait, Params: map[string]string{}}, ""},
-		{"kiln.debug=0 kiln.onfail=continue", Cmdline{OnFail: OnFailContinue, Params: map[string]string{}}, ""},
+		{"console=ttyS0 panic=1", Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{}, OnbootTimeout: DefaultOnbootTimeout}, ""},
+		{"kiln.debug kiln.onfail=wait", Cmdline{Debug: true, OnFail: OnFailWait, Params: map[string]string{}, OnbootTimeout: DefaultOnbootTimeout}, ""},
+		{"kiln.debug=0 kiln.onfail=continue", Cmdline{OnFail: OnFailContinue, Params: map[string]string{}, OnbootTimeout: DefaultOnbootTimeout}, ""},
 		{"kiln.modules=virtio_net,,ext4 kiln.modules=overlay",
-			Cmdline{OnFail: OnFailPoweroff, Modules: []string{"virtio_net", "ext4", "overlay"}, Params: map[string]string{}}, ""},
+			Cmdline{OnFail: OnFailPoweroff, Modules: []string{"virtio_net", "ext4", "overlay"}, Params: map[string]string{}, OnbootTimeout: DefaultOnbootTimeout}, ""},
 		{`virtio-net.napi_tx=1 virtio_net.x="a b" nomodeset`,
-			Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{"virtio_net": `napi_tx=1 x="a b"`}}, ""},
-		{"kiln.onfail=shell", Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{}}, "expected poweroff, reboot, wait or continue"},
-		{"kiln.debug=maybe", Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{}}, "kiln.debug=maybe"},
-		{"kiln.verbose", Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{}}, "unknown switch kiln.verbose"},
+			Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{"virtio_net": `napi_tx=1 x="a b"`}, OnbootTimeout: DefaultOnbootTimeout}, ""},
+		{"kiln.onfail=shell", Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{}, OnbootTimeout: DefaultOnbootTimeout}, "expected poweroff, reboot, wait or continue"},
+		{"kiln.debug=maybe", Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{}, OnbootTimeout: DefaultOnbootTimeout}, "kiln.debug=maybe"},
+		{"kiln.onboot.timeout=90s", Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{}, OnbootTimeout: 90 * time.Second}, ""},
+		{"kiln.onboot.timeout=0", Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{}}, ""},
+		{"kiln.onboot.timeout=soon", Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{}, OnbootTimeout: DefaultOnbootTimeout},
+			`kiln.onboot.timeout=soon: "soon" is not a duration such as 90s or 5m`},
+		{"kiln.onboot.timeout=-5m", Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{}, OnbootTimeout: DefaultOnbootTimeout},
+			"is negative; using 5m0s"},
+		{"kiln.onboot.timeout", Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{}, OnbootTimeout: DefaultOnbootTimeout},
+			"kiln.onboot.timeout=: "},
+		{"kiln.verbose", Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{}, OnbootTimeout: DefaultOnbootTimeout}, "unknown switch kiln.verbose"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.line, func(t *testing.T) {

@@ -37,7 +37,7 @@ func Main() {
 		Console:  con,
 		Reaper:   reaper.New(),
 		Paths:    DefaultPaths(),
-		Cmdline:  Cmdline{OnFail: OnFailPoweroff},
+		Cmdline:  DefaultCmdline(),
 		Requests: make(chan power.Action, 8),
 	}
 	guard.Go("reaper", con.Panic, func() { s.Reaper.Run(context.Background()) })

@@ -156,7 +156,9 @@ func runOnboot(ctx context.Context, s *State) error {
 	if empty(s.Paths.Onboot) {
 		return nil
 	}
-	return s.runner(0).RunAll(ctx, s.Paths.Onboot, "onboot", false)
+	r := s.runner(s.Cmdline.OnbootTimeout)
+	r.TimeoutAnnotation = runc.AnnotationOnbootTimeout
+	return r.RunAll(ctx, s.Paths.Onboot, "onboot", false)
 }
 
 // empty reports whether a bundle folder is missing or has no entries.

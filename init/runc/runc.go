@@ -33,8 +33,65 @@ type Runner struct {
 	Reaper     *reaper.Reaper
 	// Live also copies the output to the console as it comes (kiln.debug).
 	Live bool
-	// Timeout, when not zero, kills a container that runs longer.
+	// Timeout, when not zero, is how long a container may run: then it gets SIGTERM, and
+	// SIGKILL Grace later.
 	Timeout time.Duration
+	// TimeoutAnnotation, when set, names the config.json annotation (a Go duration, "0" for
+	// no limit) with which a container replaces Timeout for itself.
+	TimeoutAnnotation string
+	// Grace is how long a timed-out container has between SIGTERM and SIGKILL; 0 means
+	// DefaultGrace.
+	Grace time.Duration
+}
+
+// AnnotationOnbootTimeout, a Go duration ("90s", "10m", "0" for no limit) on an onboot
+// container, replaces the onboot time limit (kiln.onboot.timeout= on the kernel command line,
+// else 5 minutes) for that container. kiln build rejects a value that is not a duration.
+const AnnotationOnbootTimeout = "kiln.onboot.timeout"
+
+// DefaultGrace is how long a timed-out container has between SIGTERM and SIGKILL.
+const DefaultGrace = 10 * time.Second
+
+// TimeoutError is a container stopped because it ran longer than its time limit.
+type TimeoutError struct {
+	Limit  time.Duration
+	Source string        // where the limit came from, for the message
+	Grace  time.Duration // set when SIGTERM did not stop it and it was killed
+}
+
+func (e *TimeoutError) Error() string {
+	msg := fmt.Sprintf("timed out: still running after %s (%s)", e.Limit, e.Source)
+	if e.Grace > 0 {
+		return msg + fmt.Sprintf("; killed with SIGKILL after SIGTERM did not stop it within %s", e.Grace)
+	}
+	return msg + "; stopped with SIGTERM"
+}
+
+// limit returns b's time limit and where it comes from.
+func (r *Runner) limit(kind string, b *bundle.Bundle) (time.Duration, string) {
+	if r.TimeoutAnnotation != "" && b.Spec != nil {
+		if v, ok := b.Spec.Annotations[r.TimeoutAnnotation]; ok {
+			d, err := ParseTimeout(v)
+			if err == nil {
+				return d, "its " + r.TimeoutAnnotation + " annotation"
+			}
+			r.Console.Printf("%s %s: annotation %s: %v; using the limit of %s", kind, b.Name, r.TimeoutAnnotation, err, r.Timeout)
+		}
+	}
+	return r.Timeout, "the limit for " + kind + " containers"
+}
+
+// ParseTimeout reads a time limit: a Go duration ("90s", "5m"), "0" for none. Negative values
+// are an error.
+func ParseTimeout(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as 90s or 5m: %w", v, err)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%q is negative", v)
+	}
+	return d, nil
 }
 
 // tailSize is how much of a container's output is kept to show when it fails.
@@ -103,7 +160,8 @@ func (r *Runner) Run(ctx context.Context, kind string, b *bundle.Bundle) error {
 		}
 	}
 	lines := r.Console.Lines(b.Name, io.MultiWriter(sinks...), !r.Live)
-	status, err := r.exec(ctx, b, lines)
+	limit, source := r.limit(kind, b)
+	status, err := r.exec(ctx, b, lines, limit, source)
 	lines.Flush()
 	if err == nil && status == 0 {
 		r.Console.Printf("%s %s exited 0", kind, b.Name)
@@ -126,8 +184,10 @@ func (r *Runner) Run(ctx context.Context, kind string, b *bundle.Bundle) error {
 	return ferr
 }
 
-// exec runs `runc run` with its output in a pipe copied to w, and returns its exit code.
-func (r *Runner) exec(ctx context.Context, b *bundle.Bundle, w io.Writer) (int, error) {
+// exec runs `runc run` with its output in a pipe copied to w, and returns its exit code. After
+// limit (when not 0) the container gets SIGTERM, then SIGKILL after the grace period, and the
+// error is a *TimeoutError; when ctx ends it gets SIGKILL at once.
+func (r *Runner) exec(ctx context.Context, b *bundle.Bundle, w io.Writer, limit time.Duration, source string) (int, error) {
 	args := []string{}
 	if r.Root != "" {
 		args = append(args, "--root", r.Root)
@@ -157,12 +217,29 @@ func (r *Runner) exec(ctx context.Context, b *bundle.Bundle, w io.Writer) (int, 
 		defer close(copied)
 		_, _ = io.Copy(w, pr)
 	})
-	if r.Timeout > 0 {
+	wctx := ctx
+	if limit > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, r.Timeout)
+		wctx, cancel = context.WithTimeoutCause(ctx, limit, errLimit)
 		defer cancel()
 	}
-	ws, werr := proc.Wait(ctx)
+	ws, werr := proc.Wait(wctx)
+	var timeout *TimeoutError
+	if werr != nil && ctx.Err() == nil && errors.Is(context.Cause(wctx), errLimit) {
+		// Over its time limit: ask it to stop, and give it the grace period to do so.
+		timeout = &TimeoutError{Limit: limit, Source: source}
+		grace := r.Grace
+		if grace <= 0 {
+			grace = DefaultGrace
+		}
+		r.runc("kill", b.ID, "TERM")
+		gctx, cancel := context.WithTimeout(ctx, grace)
+		ws, werr = proc.Wait(gctx)
+		cancel()
+		if werr != nil {
+			timeout.Grace = grace
+		}
+	}
 	if werr != nil {
 		// Stop the container, then runc itself, collect runc's exit and remove what is left
 		// of the container (its state and cgroup).
@@ -177,11 +254,17 @@ func (r *Runner) exec(ctx context.Context, b *bundle.Bundle, w io.Writer) (int, 
 	case <-time.After(2 * time.Second):
 	}
 	pr.Close()
+	if timeout != nil {
+		return -1, timeout
+	}
 	if werr != nil {
 		return -1, fmt.Errorf("stopped before it finished: %w", werr)
 	}
 	return reaper.ExitCode(ws), nil
 }
+
+// errLimit is the cause of the context that ends at a container's time limit.
+var errLimit = errors.New("time limit reached")
 
 // runc runs a short runc command (kill, delete) and waits up to 10 seconds for it.
 func (r *Runner) runc(args ...string) {
