@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/kiln-os/kiln/internal/ocicache"
+	"github.com/kiln-os/kiln/internal/testenv"
 )
 
 // bootstrapPackages are built, in this order of dependency, from the seed.
@@ -93,10 +94,7 @@ func need(t *testing.T, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is missing (.ci/run installs it)", tool)
-			}
-			t.Skipf("%s is missing", tool)
+			testenv.SkipOrFail(t, "%s is not on PATH (make installs the Debian tools it needs, scripts/deps.sh): %v", tool, err)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kiln-os/kiln/internal/ocicache"
+	"github.com/kiln-os/kiln/internal/testenv"
 	"github.com/kiln-os/kiln/internal/testutil"
 )
 
@@ -45,18 +46,13 @@ func TestMain(m *testing.M) {
 }
 
 // setup returns the shared world, making it on first use: it skips the test in -short mode
-// and when a tool is missing outside CI (inside CI, that is a failure).
+// and when a tool is missing outside CI (under CI both are failures, see testenv).
 func setup(t *testing.T) *world {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end tests take minutes; run without -short")
-	}
+	testenv.Short(t, "end-to-end tests take minutes; run without -short")
 	need(t, "mmdebstrap", "git", "go")
 	if os.Getenv("GOPROXY_URL") == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("GOPROXY_URL is not set (the Makefile sets it from go env GOPROXY)")
-		}
-		t.Skip("GOPROXY_URL is not set; run through make")
+		testenv.SkipOrFail(t, "GOPROXY_URL is not set (the Makefile sets it from go env GOPROXY; run through make)")
 	}
 	buildkitd, runc := testutil.BuildkitdBinaries(t)
 	worldOnce.Do(func() {
