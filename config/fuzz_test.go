@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -12,7 +13,8 @@ import (
 func FuzzParse(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/*.yml")
 	more, _ := filepath.Glob("testdata/merge/*.yml")
-	for _, p := range append(seeds, more...) {
+	corpus, _ := filepath.Glob("testdata/corpus/*.yml")
+	for _, p := range slices.Concat(seeds, more, corpus) {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			f.Fatal(err)
