@@ -17,6 +17,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/kiln-os/kiln/internal/testenv"
 )
 
 // event is one line of `go test -json` (see `go doc test2json`).
@@ -49,12 +51,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "testsum:", err)
 		os.Exit(1)
 	}
-	os.Exit(s.finish(ci()))
-}
-
-func ci() bool {
-	v := os.Getenv("CI")
-	return v == "true" || v == "1"
+	os.Exit(s.finish(testenv.InCI()))
 }
 
 func (s *summary) read(r io.Reader) error {
