@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,28 +18,21 @@ import (
 	"github.com/kiln-os/kiln/internal/atomicfile"
 )
 
-// TestMain makes the test binary the kiln process of the exec tests below when it runs with
-// KILN_FAULTS_HELPER=1: kiln's arguments follow "--", so no separate build of the command is
-// needed. Otherwise it runs the tests.
-func TestMain(m *testing.M) {
+// TestKilnFaultsHelper is the kiln process of the exec tests below: the test binary runs
+// itself with KILN_FAULTS_HELPER=1 and kiln's arguments after "--", so no separate build of
+// the command is needed.
+func TestKilnFaultsHelper(t *testing.T) {
 	if os.Getenv("KILN_FAULTS_HELPER") != "1" {
-		os.Exit(m.Run())
+		t.Skip("the kiln process of the exec tests")
 	}
-	args := os.Args[1:]
-	for i, a := range args {
-		if a == "--" {
-			args = args[i+1:]
-			break
-		}
-	}
-	os.Args = append([]string{"kiln"}, args...)
+	os.Args = append([]string{"kiln"}, flag.Args()...)
 	main()
 }
 
 // kilnCmd is a kiln subprocess with its own cache.
 func kilnCmd(t *testing.T, stderr *bytes.Buffer, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"--"}, args...)...)
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestKilnFaultsHelper$", "--"}, args...)...)
 	cmd.Env = append(os.Environ(), "KILN_FAULTS_HELPER=1", "KILN_CACHE="+filepath.Join(t.TempDir(), "cache"))
 	cmd.Stderr = stderr
 	return cmd
