@@ -40,6 +40,7 @@ func runBuild(ctx context.Context, args []string) error {
 	updateLock := fs.Bool("update-lock", false, "resolve every reference again instead of using the lock file")
 	level := fs.Int("gzip-level", 0, "gzip level of the initramfs, 1 (fast) to 9 (small); 0 picks kiln's default")
 	quiet := fs.Bool("q", false, "print only errors")
+	insecure := insecureRegistryFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -54,7 +55,11 @@ func runBuild(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cache, err := openCache(*cacheDir)
+	hosts, err := insecure()
+	if err != nil {
+		return err
+	}
+	cache, err := openCache(*cacheDir, ocicache.WithInsecureRegistries(hosts...))
 	if err != nil {
 		return err
 	}
@@ -103,12 +108,12 @@ func sourceDateEpoch() (time.Time, error) {
 	return time.Unix(n, 0).UTC(), nil
 }
 
-func openCache(dir string) (*ocicache.Cache, error) {
+func openCache(dir string, opts ...ocicache.Option) (*ocicache.Cache, error) {
 	if dir == "" {
 		var err error
 		if dir, err = ocicache.DefaultRoot(); err != nil {
 			return nil, err
 		}
 	}
-	return ocicache.Open(dir)
+	return ocicache.Open(dir, opts...)
 }

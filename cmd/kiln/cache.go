@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -28,12 +29,13 @@ func cacheCommands() []cacheCommand {
 	return []cacheCommand{
 		{"ls", "kiln cache ls", "list the images in the cache", cacheLs},
 		{"rm", "kiln cache rm REF...", "remove images and the blobs only they used", cacheRm},
-		{"clean", "kiln cache clean [-all]", "remove unreferenced blobs and temporary files (-all: everything)", cacheClean},
+		{"clean", "kiln cache clean [-all]", "remove unreferenced blobs and stale temporary files (-all: everything)", cacheClean},
+		{"repair", "kiln cache repair", "rebuild a missing or damaged index.json from the manifests in the cache's blobs", cacheRepair},
 		{"import", "kiln cache import [-name REF] FILE.tar|-\n       kiln cache import -rootfs -platform OS/ARCH[/VARIANT] -name REF [-created UNIX] ROOTFS.tar|-",
 			"import an OCI layout tar (BuildKit's OCI exporter, LinuxKit, skopeo), or with -rootfs a root filesystem tar as an image", cacheImport},
 		{"export", "kiln cache export [-format oci|filesystem] [-arch A] -o FILE|- REF...", "export images as an OCI layout tar, or one image's files as a tar", cacheExport},
-		{"pull", "kiln cache pull [-arch A] REF...", "pull images from their registry into the cache", cachePull},
-		{"push", "kiln cache push REF...", "push images (and multi-arch indexes) from the cache to their registry", cachePush},
+		{"pull", "kiln cache pull [-arch A] [-insecure-registry HOST[:PORT]]... REF...", "pull images from their registry into the cache", cachePull},
+		{"push", "kiln cache push [-insecure-registry HOST[:PORT]]... REF...", "push images (and multi-arch indexes) from the cache to their registry", cachePush},
 	}
 }
 
@@ -62,7 +64,12 @@ func runCache(ctx context.Context, args []string) error {
 		if cc.name != args[0] {
 			continue
 		}
-		c, err := openCache(cacheDir)
+		var opts []ocicache.Option
+		if cc.name == "repair" || cc.name == "clean" {
+			// The ways out of a damaged index.json; clean without -all still refuses.
+			opts = append(opts, ocicache.WithoutIndexCheck())
+		}
+		c, err := openCache(cacheDir, opts...)
 		if err != nil {
 			return err
 		}
@@ -125,7 +132,109 @@ func cacheClean(_ context.Context, c *ocicache.Cache, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	return c.Clean(*all)
+	rep, err := c.Clean(*all)
+	if n := len(rep.TempFiles); n > 0 || rep.Blobs > 0 || err == nil {
+		fmt.Fprintf(os.Stderr, "removed %d stale temporary file%s (%s) and %d unused blob%s (%s)\n",
+			n, plural(n), humanBytes(rep.TempBytes), rep.Blobs, plural(rep.Blobs), humanBytes(rep.BlobBytes))
+	}
+	return err
+}
+
+func cacheRepair(_ context.Context, c *ocicache.Cache, args []string) error {
+	cc := lookupCache("repair")
+	fs := newFlags("cache repair", cc.usage, cc.summary+".\n\n"+
+		"Every manifest or index no other one points at gets an entry, named by its\n"+
+		"io.containerd.image.name or org.opencontainers.image.ref.name annotation (on the blob or on\n"+
+		"an index's descriptor of it), else "+ocicache.RecoveredRepo+"@DIGEST. A damaged index.json is\n"+
+		"kept as index.json.damaged. An intact index.json is left alone.")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError{"repair takes no arguments"}
+	}
+	rep, err := c.Repair()
+	if err != nil {
+		return err
+	}
+	if rep.Intact {
+		fmt.Fprintf(os.Stderr, "%s is intact: nothing to repair\n", ocicache.IndexPath(c.Root()))
+		return nil
+	}
+	if rep.SavedAs != "" {
+		fmt.Fprintf(os.Stderr, "kept the damaged index as %s\n", rep.SavedAs)
+	}
+	for _, r := range rep.Recovered {
+		how := "by its digest"
+		if r.NamedBy != "" {
+			how = "from " + r.NamedBy
+		}
+		fmt.Fprintf(os.Stderr, "recovered %s %s (%s, named %s)\n", r.Familiar, shortDigest(r.Digest), r.MediaType, how)
+	}
+	for _, h := range rep.Corrupt {
+		fmt.Fprintf(os.Stderr, "skipped %s: its content does not match its digest\n", h)
+	}
+	entries := "entries"
+	if len(rep.Recovered) == 1 {
+		entries = "entry"
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s with %d %s", ocicache.IndexPath(c.Root()), len(rep.Recovered), entries)
+	if len(rep.Corrupt) > 0 {
+		fmt.Fprintf(os.Stderr, "; %d damaged blob%s left in place (kiln cache clean removes them)", len(rep.Corrupt), plural(len(rep.Corrupt)))
+	}
+	fmt.Fprintln(os.Stderr)
+	return nil
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// humanBytes renders a size for people: 512 B, 1.5 KiB, 12.0 MiB.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
+// insecureRegistries is the repeatable -insecure-registry flag, which adds to
+// $KILN_INSECURE_REGISTRIES.
+type insecureRegistries []string
+
+func (r *insecureRegistries) String() string { return strings.Join(*r, ",") }
+
+func (r *insecureRegistries) Set(v string) error {
+	hosts, err := ocicache.ParseInsecureRegistries(v)
+	if err != nil {
+		return err
+	}
+	*r = append(*r, hosts...)
+	return nil
+}
+
+// insecureRegistryFlag adds -insecure-registry to fs. Call the returned function after
+// parsing: it returns the flag's registries and those of $KILN_INSECURE_REGISTRIES.
+func insecureRegistryFlag(fs *flag.FlagSet) func() ([]string, error) {
+	var r insecureRegistries
+	fs.Var(&r, "insecure-registry", "HOST or HOST:PORT of a registry that may be reached over plain HTTP (repeatable; adds to $"+
+		ocicache.EnvInsecureRegistries+"); loopback registries always may, no other one does")
+	return func() ([]string, error) {
+		env, err := ocicache.ParseInsecureRegistries(os.Getenv(ocicache.EnvInsecureRegistries))
+		if err != nil {
+			return nil, fmt.Errorf("$%s: %w", ocicache.EnvInsecureRegistries, err)
+		}
+		return append(env, r...), nil
+	}
 }
 
 func cacheImport(_ context.Context, c *ocicache.Cache, args []string) error {
@@ -273,13 +382,18 @@ func cachePull(ctx context.Context, c *ocicache.Cache, args []string) error {
 	cc := lookupCache("pull")
 	fs := newFlags("cache pull", cc.usage, cc.summary)
 	arch := fs.String("arch", "", "pull only this architecture of a multi-arch image (default: all)")
+	insecure := insecureRegistryFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		return usageError{"no reference given"}
 	}
-	var opts []ocicache.RemoteOption
+	hosts, err := insecure()
+	if err != nil {
+		return err
+	}
+	opts := []ocicache.RemoteOption{ocicache.InsecureRegistries(hosts...)}
 	if *arch != "" {
 		opts = append(opts, ocicache.WithPlatforms(hostPlatform(*arch)))
 	}
@@ -296,14 +410,19 @@ func cachePull(ctx context.Context, c *ocicache.Cache, args []string) error {
 func cachePush(ctx context.Context, c *ocicache.Cache, args []string) error {
 	cc := lookupCache("push")
 	fs := newFlags("cache push", cc.usage, cc.summary)
+	insecure := insecureRegistryFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		return usageError{"no reference given"}
 	}
+	hosts, err := insecure()
+	if err != nil {
+		return err
+	}
 	for _, ref := range fs.Args() {
-		if err := c.Push(ctx, ref); err != nil {
+		if err := c.Push(ctx, ref, ocicache.InsecureRegistries(hosts...)); err != nil {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "pushed %s\n", ocicache.Familiar(ref))

@@ -145,3 +145,96 @@ func TestCacheImportRootfs(t *testing.T) {
 		t.Errorf("cache ls: exit %d, %q, %q", code, ls, stderr)
 	}
 }
+
+// runCaptureAll is runCapture with what commands print on os.Stderr added to the error text.
+func runCaptureAll(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	saved := os.Stderr
+	os.Stderr = f
+	code, out, errText := runCapture(t, args...)
+	os.Stderr = saved
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, out, string(b) + errText
+}
+
+// TestCacheDeletedIndex: with index.json gone, ls and clean stop with a way out instead of
+// starting an empty index (after which clean deleted every blob); repair brings the image back.
+func TestCacheDeletedIndex(t *testing.T) {
+	dir := t.TempDir()
+	rootfs := filepath.Join(dir, "rootfs.tar")
+	writeRootfsTar(t, rootfs)
+	cacheDir := filepath.Join(dir, "cache")
+	t.Setenv("KILN_CACHE", cacheDir)
+	if code, _, stderr := runCaptureAll(t, "cache", "import", "-rootfs", "-name", "kiln/base:1", "-platform", "linux/arm64", rootfs); code != 0 {
+		t.Fatalf("import: %s", stderr)
+	}
+	blobs, _ := os.ReadDir(filepath.Join(cacheDir, "blobs", "sha256"))
+	if err := os.Remove(filepath.Join(cacheDir, "index.json")); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"cache", "ls"}, {"cache", "clean"}, {"cache", "export", "-o", filepath.Join(dir, "x.tar"), "kiln/base:1"}} {
+		code, _, stderr := runCaptureAll(t, args...)
+		if code != 1 || !strings.Contains(stderr, "index.json is missing") || !strings.Contains(stderr, "kiln cache repair") {
+			t.Errorf("%v: exit %d, %q; want 1 and a way out", args, code, stderr)
+		}
+	}
+	if after, _ := os.ReadDir(filepath.Join(cacheDir, "blobs", "sha256")); len(after) != len(blobs) {
+		t.Fatalf("%d blobs left of %d", len(after), len(blobs))
+	}
+	if _, err := os.Stat(filepath.Join(cacheDir, "index.json")); err == nil {
+		t.Error("an empty index.json was written")
+	}
+	code, _, stderr := runCaptureAll(t, "cache", "repair")
+	if code != 0 || !strings.Contains(stderr, "recovered "+ocicache.RecoveredRepo+"@sha256:") || !strings.Contains(stderr, "1 entry") {
+		t.Fatalf("repair: exit %d, %q", code, stderr)
+	}
+	code, out, stderr := runCaptureAll(t, "cache", "ls")
+	if code != 0 || !strings.Contains(out, ocicache.RecoveredRepo) || !strings.Contains(out, "linux/arm64") {
+		t.Errorf("ls after repair: exit %d, %q %q", code, out, stderr)
+	}
+	if code, _, stderr := runCaptureAll(t, "cache", "repair"); code != 0 || !strings.Contains(stderr, "intact") {
+		t.Errorf("repair again: exit %d, %q", code, stderr)
+	}
+}
+
+// TestCacheCleanReportsTemps: clean removes temporary files whose writer died and says so.
+func TestCacheCleanReportsTemps(t *testing.T) {
+	cacheDir := filepath.Join(t.TempDir(), "cache")
+	t.Setenv("KILN_CACHE", cacheDir)
+	if code, _, stderr := runCaptureAll(t, "cache", "ls"); code != 0 {
+		t.Fatal(stderr)
+	}
+	for _, p := range []string{
+		filepath.Join(cacheDir, ".kiln-tmp-index.json-1"),
+		filepath.Join(cacheDir, "blobs", "sha256", ".kiln-tmp-blob-2"),
+	} {
+		if err := os.WriteFile(p, make([]byte, 1024), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, _, stderr := runCaptureAll(t, "cache", "clean")
+	if code != 0 || !strings.Contains(stderr, "removed 2 stale temporary files (2.0 KiB) and 0 unused blobs") {
+		t.Errorf("exit %d, %q", code, stderr)
+	}
+}
+
+func TestInsecureRegistryFlag(t *testing.T) {
+	t.Setenv("KILN_CACHE", filepath.Join(t.TempDir(), "cache"))
+	code, _, stderr := runCaptureAll(t, "cache", "pull", "-insecure-registry", "http://10.0.0.1:5000", "10.0.0.1:5000/kiln/a:1")
+	if code != 2 || !strings.Contains(stderr, "give no scheme") {
+		t.Errorf("bad flag: exit %d, %q", code, stderr)
+	}
+	t.Setenv(ocicache.EnvInsecureRegistries, "registry.lan/path")
+	code, _, stderr = runCaptureAll(t, "cache", "push", "kiln/a:1")
+	if code != 1 || !strings.Contains(stderr, ocicache.EnvInsecureRegistries) || !strings.Contains(stderr, "give no path") {
+		t.Errorf("bad environment: exit %d, %q", code, stderr)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/platforms"
 
 	"github.com/kiln-os/kiln/builder"
+	"github.com/kiln-os/kiln/internal/ocicache"
 	"github.com/kiln-os/kiln/pkg/pkgbuild"
 )
 
@@ -76,13 +77,18 @@ func pkgBuild(ctx context.Context, args []string) error {
 	progress := fs.String("progress", "auto", "progress output: auto, tty, plain, quiet or rawjson")
 	cacheDir := fs.String("cache", "", "image cache folder (default $KILN_CACHE or ~/.kiln/cache)")
 	builderRoot := fs.String("builder-root", "", "local builder state folder (default $KILN_BUILDER_ROOT or ~/.kiln/builder)")
+	insecure := insecureRegistryFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		return usageError{"no package folder given"}
 	}
-	cache, err := openCache(*cacheDir)
+	hosts, err := insecure()
+	if err != nil {
+		return err
+	}
+	cache, err := openCache(*cacheDir, ocicache.WithInsecureRegistries(hosts...))
 	if err != nil {
 		return err
 	}
@@ -161,15 +167,20 @@ func pkgManifest(ctx context.Context, args []string) error {
 	pc := lookupPkg("manifest")
 	fs := newFlags("pkg manifest", pc.usage, pc.summary+".")
 	plats := fs.String("platforms", "", "platforms the index lists (default: build.yml's arches)")
+	insecure := insecureRegistryFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		return usageError{"no package folder given"}
 	}
+	hosts, err := insecure()
+	if err != nil {
+		return err
+	}
 	var want []string
 	if *plats != "" {
 		want = strings.Split(*plats, ",")
 	}
-	return pkgbuild.Manifest(ctx, fs.Args(), want, os.Stderr)
+	return pkgbuild.Manifest(ctx, fs.Args(), want, os.Stderr, ocicache.InsecureRegistries(hosts...))
 }

@@ -35,9 +35,7 @@ import (
 	"sync"
 
 	"github.com/containerd/platforms"
-	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/moby/buildkit/client"
 	digest "github.com/opencontainers/go-digest"
@@ -225,7 +223,7 @@ func buildOne(ctx context.Context, p *Package, o Options) (Result, error) {
 		if err := o.Cache.Push(ctx, p.Ref, o.PushOptions...); err != nil {
 			return res, fmt.Errorf("pushing %s: %w", p.Ref, err)
 		}
-		if err := pushArchTags(ctx, o.Cache, p.Ref, have, []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)}); err != nil {
+		if err := pushArchTags(ctx, o.Cache, p.Ref, have, o.PushOptions); err != nil {
 			return res, err
 		}
 		res.Pushed = true

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/containerd/platforms"
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -36,13 +35,18 @@ func ArchTag(ref, platform string) (string, error) {
 
 // pushArchTags pushes each platform image of the cached index ref as ArchTag(ref, platform).
 // Its blobs were pushed with the index, so only manifests travel.
-func pushArchTags(ctx context.Context, c *ocicache.Cache, ref string, have map[string]v1.Descriptor, opts []remote.Option) error {
+// The registry is reached with the cache's transport policy (plain HTTP only to loopback and
+// named registries) plus ropts.
+func pushArchTags(ctx context.Context, c *ocicache.Cache, ref string, have map[string]v1.Descriptor, ropts []ocicache.RemoteOption) error {
 	for pl, d := range have {
 		tagRef, err := ArchTag(ref, pl)
 		if err != nil {
 			return err
 		}
-		t, err := name.NewTag(tagRef)
+		if _, err := name.NewTag(tagRef); err != nil {
+			return err
+		}
+		t, opts, err := c.Remote(ctx, tagRef, ropts...)
 		if err != nil {
 			return err
 		}
@@ -50,7 +54,7 @@ func pushArchTags(ctx context.Context, c *ocicache.Cache, ref string, have map[s
 		if err != nil {
 			return err
 		}
-		if err := remote.Write(t, img, append(opts, remote.WithContext(ctx))...); err != nil {
+		if err := remote.Write(t, img, opts...); err != nil {
 			return fmt.Errorf("pushing %s: %w", tagRef, err)
 		}
 	}
@@ -59,13 +63,13 @@ func pushArchTags(ctx context.Context, c *ocicache.Cache, ref string, have map[s
 
 // Manifest assembles, in the registry, the multi-arch index of each package in dirs from the
 // per-platform images pushed as "REF-<arch>" (by `kiln pkg build --push` on each builder), and
-// pushes it as REF. A platform of the package's arches that is missing is an error.
-func Manifest(ctx context.Context, dirs []string, want []string, log io.Writer) error {
+// pushes it as REF. A platform of the package's arches that is missing is an error. ropts
+// name insecure registries (ocicache.InsecureRegistries); plain HTTP goes to no other.
+func Manifest(ctx context.Context, dirs []string, want []string, log io.Writer, ropts ...ocicache.RemoteOption) error {
 	pkgs, err := Load(ctx, dirs, nil)
 	if err != nil {
 		return err
 	}
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}
 	for _, p := range pkgs {
 		pls, err := p.Platforms(want, []string{platforms.Format(platforms.DefaultSpec())})
 		if err != nil {
@@ -81,7 +85,7 @@ func Manifest(ctx context.Context, dirs []string, want []string, log io.Writer) 
 			if err != nil {
 				return err
 			}
-			r, err := name.ParseReference(at)
+			r, opts, err := ocicache.Remote(ctx, at, ropts...)
 			if err != nil {
 				return err
 			}
@@ -112,7 +116,10 @@ func Manifest(ctx context.Context, dirs []string, want []string, log io.Writer) 
 		if err != nil {
 			return err
 		}
-		t, err := name.NewTag(p.Ref)
+		if _, err := name.NewTag(p.Ref); err != nil {
+			return err
+		}
+		t, opts, err := ocicache.Remote(ctx, p.Ref, ropts...)
 		if err != nil {
 			return err
 		}
