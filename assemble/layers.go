@@ -16,15 +16,22 @@ import (
 
 	"github.com/kiln-os/kiln/internal/archive"
 	"github.com/kiln-os/kiln/internal/layers"
+	"github.com/kiln-os/kiln/internal/ocicache"
 )
 
 // imageLayers adapts an image's layers to the flattener: each Open decompresses the cached
 // blob again, and Close reports a digest mismatch found while reading.
-func imageLayers(r *resolved) []layers.Layer {
-	ls, err := r.image.Layers()
+func imageLayers(r *resolved) []layers.Layer { return ImageLayers(r.image, r.ref) }
+
+// ImageLayers is the adapter kiln build flattens images with, for other commands (kiln cache
+// export -format filesystem): each Open decompresses the layer (gzip, zstd or none) again, a
+// cache blob that fails its digest check is reported as corrupt with its digest, and ref
+// names the image in errors.
+func ImageLayers(img v1.Image, ref string) []layers.Layer {
+	ls, err := img.Layers()
 	if err != nil {
 		return []layers.Layer{layers.LayerFunc(func() (io.ReadCloser, error) {
-			return nil, fmt.Errorf("listing the layers of %s: %w", r.ref, err)
+			return nil, fmt.Errorf("listing the layers of %s: %w", ref, err)
 		})}
 	}
 	out := make([]layers.Layer, len(ls))
@@ -49,6 +56,7 @@ func openLayer(l v1.Layer) (io.ReadCloser, error) {
 	case types.OCILayer, types.DockerLayer, types.OCIRestrictedLayer, types.DockerForeignLayer:
 		zr, err := gzip.NewReader(raw)
 		if err != nil {
+			err = ocicache.Diagnose(raw, err)
 			raw.Close()
 			return nil, fmt.Errorf("layer %s: %w", digestOf(l), err)
 		}
@@ -98,9 +106,35 @@ func (d *decompressed) Close() error {
 	}
 	errs = append(errs, d.raw.Close())
 	if err := errors.Join(errs...); err != nil {
+		if errors.Is(err, ocicache.ErrCorrupt) { // the blob's verdict explains the rest
+			for _, e := range errs {
+				if errors.Is(e, ocicache.ErrCorrupt) {
+					return fmt.Errorf("layer %s: %w", digestOf(d.layer), e)
+				}
+			}
+		}
 		return fmt.Errorf("layer %s: %w", digestOf(d.layer), err)
 	}
 	return nil
+}
+
+// Read reports a decompression error on a cache blob that does not match its digest as the
+// corruption it is (naming the blob and the way out), not as "flate: corrupt input".
+func (d *decompressed) Read(p []byte) (int, error) {
+	n, err := d.Reader.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = ocicache.Diagnose(d.raw, err)
+	}
+	return n, err
+}
+
+// Abandon closes both streams without reading the rest (layers.Abandoner): a cancelled build
+// must not decompress the rest of a large layer first.
+func (d *decompressed) Abandon() {
+	if d.closeZ != nil {
+		_ = d.closeZ()
+	}
+	_ = d.raw.Close()
 }
 
 // writeOCILayout writes an image as an OCI image layout folder (for volumes in format oci).

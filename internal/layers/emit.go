@@ -70,12 +70,16 @@ func (e *emitter) layer(ctx context.Context, ra *readAhead, li int, evs []event)
 }
 
 func (e *emitter) entries(ctx context.Context, li int, rc io.Reader, evs []event) error {
-	tr := tar.NewReader(rc)
+	// Bodies are read through ctx too: a cancel stops a large file in its middle.
+	tr := tar.NewReader(ctxReader{ctx, rc})
 	for i, k := int32(0), 0; k < len(evs); i++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		h, err := next(tr)
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("layer %d: %w: ends before entry %d", li, ErrLayerChanged, evs[k].idx)
 		}
@@ -255,16 +259,23 @@ func readEntry(ctx context.Context, layers []Layer, n *node, max int64) (b []byt
 		return nil, fmt.Errorf("layer %d: open: %w", li, err)
 	}
 	defer func() {
-		if cerr := rc.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("layer %d: close: %w", li, cerr)
+		if ctx.Err() != nil {
+			abandon(rc)
+			return
+		}
+		if cerr := rc.Close(); cerr != nil {
+			err = closeError(li, err, cerr)
 		}
 	}()
-	tr := tar.NewReader(rc)
+	tr := tar.NewReader(ctxReader{ctx, rc})
 	for i := int32(0); ; i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		h, err := next(tr)
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, cerr
+		}
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("layer %d: %w: ends before entry %d", li, ErrLayerChanged, n.at.idx)
 		}
@@ -282,6 +293,9 @@ func readEntry(ctx context.Context, layers []Layer, n *node, max int64) (b []byt
 		}
 		b := make([]byte, h.Size)
 		if _, err := io.ReadFull(tr, b); err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				return nil, cerr
+			}
 			return nil, fmt.Errorf("layer %d entry %d (%q): %w", li, i, h.Name, err)
 		}
 		return b, nil

@@ -184,11 +184,17 @@ func readHeaders(ctx context.Context, li int, l Layer) (recs []rec, err error) {
 		return nil, fmt.Errorf("layer %d: open: %w", li, err)
 	}
 	defer func() {
-		if cerr := rc.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("layer %d: close: %w", li, cerr)
+		if ctx.Err() != nil {
+			abandon(rc)
+			return
+		}
+		if cerr := rc.Close(); cerr != nil {
+			err = closeError(li, err, cerr)
 		}
 	}()
-	tr := tar.NewReader(rc)
+	// Skipping a large body reads it: check the context there too, not only between entries.
+	r := ctxReader{ctx, rc}
+	tr := tar.NewReader(r)
 	for i := int32(0); ; i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -196,6 +202,9 @@ func readHeaders(ctx context.Context, li int, l Layer) (recs []rec, err error) {
 		h, err := next(tr)
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, cerr
 		}
 		if err != nil {
 			return nil, fmt.Errorf("layer %d entry %d: %w: %w", li, i, ErrInvalidLayer, err)
@@ -208,10 +217,43 @@ func readHeaders(ctx context.Context, li int, l Layer) (recs []rec, err error) {
 			recs = append(recs, r)
 		}
 	}
-	if _, err := io.Copy(io.Discard, rc); err != nil {
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, cerr
+		}
 		return nil, fmt.Errorf("layer %d: %w", li, err)
 	}
 	return recs, nil
+}
+
+// Abandoner is implemented by layer readers whose Close does more than release resources, for
+// example reading the rest of the stream to check its digest. Flatten and ReadFile call
+// Abandon instead of Close when they stop early, so that a cancelled build does not first
+// read the rest of a large layer.
+type Abandoner interface {
+	Abandon()
+}
+
+// abandon releases rc without the work its Close might do.
+func abandon(rc io.ReadCloser) {
+	if a, ok := rc.(Abandoner); ok {
+		a.Abandon()
+		return
+	}
+	_ = rc.Close()
+}
+
+// ctxReader stops reading once its context is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // next is tr.Next, tolerating the ErrInsecurePath that GODEBUG=tarinsecurepath=0 adds (names

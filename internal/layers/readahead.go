@@ -105,13 +105,13 @@ func (ra *readAhead) copyLayer(li int, rc io.ReadCloser) bool {
 		select {
 		case buf = <-ra.free:
 		case <-ra.stop:
-			rc.Close()
+			abandon(rc)
 			return false
 		}
 		n, err := fill(rc, buf)
 		if n > 0 {
 			if !ra.send(chunk{buf: buf[:n]}) {
-				rc.Close()
+				abandon(rc)
 				return false
 			}
 		} else {
