@@ -181,7 +181,9 @@ func TestBuildFIFOs(t *testing.T) {
 		out := t.TempDir()
 		var stderr bytes.Buffer
 		done := make(chan int, 1)
-		go func() { done <- run(context.Background(), []string{"build", "-format", "tar", "-dir", out, yml}, &stderr) }()
+		go func() {
+			done <- run(context.Background(), []string{"build", "-format", "tar", "-dir", out, yml}, &stderr)
+		}()
 		select {
 		case code := <-done:
 			if code != 1 || !strings.Contains(stderr.String(), fifo+" is a named pipe") {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kiln-os/kiln/assemble"
 )
 
 func TestCLIExitCodesAndMessages(t *testing.T) {
@@ -50,7 +52,7 @@ func TestCLIExitCodesAndMessages(t *testing.T) {
 			}
 		})
 	}
-	if _, err := os.Stat(filepath.Join(dir, "good.lock.yml")); err == nil {
+	if _, err := os.Stat(assemble.LockFile(filepath.Join(dir, "good"))); err == nil {
 		t.Error("a failed build wrote a lock file")
 	}
 }
