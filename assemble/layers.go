@@ -91,6 +91,8 @@ type decompressed struct {
 	raw    io.ReadCloser
 	closeZ func() error
 	layer  v1.Layer
+	// reported: Read returned the blob's corruption, so Close need not repeat it.
+	reported bool
 }
 
 func (d *decompressed) Close() error {
@@ -107,6 +109,9 @@ func (d *decompressed) Close() error {
 	errs = append(errs, d.raw.Close())
 	if err := errors.Join(errs...); err != nil {
 		if errors.Is(err, ocicache.ErrCorrupt) { // the blob's verdict explains the rest
+			if d.reported {
+				return nil // Read returned it already
+			}
 			for _, e := range errs {
 				if errors.Is(e, ocicache.ErrCorrupt) {
 					return fmt.Errorf("layer %s: %w", digestOf(d.layer), e)
@@ -124,6 +129,7 @@ func (d *decompressed) Read(p []byte) (int, error) {
 	n, err := d.Reader.Read(p)
 	if err != nil && !errors.Is(err, io.EOF) {
 		err = ocicache.Diagnose(d.raw, err)
+		d.reported = d.reported || errors.Is(err, ocicache.ErrCorrupt)
 	}
 	return n, err
 }
