@@ -15,6 +15,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/kiln-os/kiln/assemble"
 	"github.com/kiln-os/kiln/internal/archive"
 	"github.com/kiln-os/kiln/internal/layers"
 	"github.com/kiln-os/kiln/internal/ocicache"
@@ -351,10 +352,7 @@ func exportFilesystem(ctx context.Context, c *ocicache.Cache, ref, arch string, 
 	if err != nil {
 		return err
 	}
-	ls, err := imageLayerList(img)
-	if err != nil {
-		return err
-	}
+	ls := assemble.ImageLayers(img, ocicache.Familiar(ref))
 	epoch, err := sourceDateEpoch()
 	if err != nil {
 		return err
@@ -364,18 +362,6 @@ func exportFilesystem(ctx context.Context, c *ocicache.Cache, ref, arch string, 
 		return err
 	}
 	return tw.Close()
-}
-
-func imageLayerList(img v1.Image) ([]layers.Layer, error) {
-	ls, err := img.Layers()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]layers.Layer, len(ls))
-	for i, l := range ls {
-		out[i] = layers.LayerFunc(l.Uncompressed)
-	}
-	return out, nil
 }
 
 func cachePull(ctx context.Context, c *ocicache.Cache, args []string) error {

@@ -3,13 +3,19 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/kiln-os/kiln/internal/ocicache"
 )
@@ -236,5 +242,101 @@ func TestInsecureRegistryFlag(t *testing.T) {
 	code, _, stderr = runCaptureAll(t, "cache", "push", "kiln/a:1")
 	if code != 1 || !strings.Contains(stderr, ocicache.EnvInsecureRegistries) || !strings.Contains(stderr, "give no path") {
 		t.Errorf("bad environment: exit %d, %q", code, stderr)
+	}
+}
+
+// corruptLayerCache stores an image with one layer of media type mt (content as given) and
+// returns the cache folder and the layer's digest.
+func corruptLayerCache(t *testing.T, mt types.MediaType, content []byte) (string, v1.Hash) {
+	t.Helper()
+	cacheDir := filepath.Join(t.TempDir(), "cache")
+	c, err := ocicache.Open(cacheDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := static.NewLayer(content, mt)
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteImage("kiln/broken:1", img); err != nil {
+		t.Fatal(err)
+	}
+	h, err := l.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cacheDir, h
+}
+
+func layerTar(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for i := range 40 {
+		body := strings.Repeat(fmt.Sprintf("file %d of the layer; ", i), 50+i)
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("f%02d", i), Mode: 0o644, Size: int64(len(body))}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(body))
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestCacheExportCorruptLayer: a byte flipped inside a layer used to show as "archive/tar:
+// invalid tar header" with no digest; the error must name the blob, say it is corrupt, and
+// say how to recover.
+func TestCacheExportCorruptLayer(t *testing.T) {
+	plain := layerTar(t)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(plain)
+	zw.Close()
+	cases := []struct {
+		name string
+		mt   types.MediaType
+		data []byte
+		at   []int
+	}{
+		// The second header's checksum breaks: the tar reader stops before the blob's end.
+		{"uncompressed", types.OCIUncompressedLayer, plain, []int{512 + 1100 + 3}},
+		{"gzip", types.OCILayer, gz.Bytes(), []int{5, 40, len(gz.Bytes()) / 3, len(gz.Bytes()) / 2, len(gz.Bytes()) - 5}},
+	}
+	for _, tc := range cases {
+		for _, at := range tc.at {
+			t.Run(fmt.Sprintf("%s/%d", tc.name, at), func(t *testing.T) {
+				cacheDir, h := corruptLayerCache(t, tc.mt, tc.data)
+				t.Setenv("KILN_CACHE", cacheDir)
+				out := filepath.Join(t.TempDir(), "fs.tar")
+				if code, _, stderr := runCapture(t, "cache", "export", "-format", "filesystem", "-arch", "amd64", "-o", out, "kiln/broken:1"); code != 0 {
+					t.Fatalf("intact layer: exit %d: %s", code, stderr)
+				}
+				p := filepath.Join(cacheDir, "blobs", "sha256", h.Hex)
+				b, err := os.ReadFile(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b[at] ^= 0x55
+				if err := os.WriteFile(p, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				code, _, stderr := runCapture(t, "cache", "export", "-format", "filesystem", "-arch", "amd64", "-o", out, "kiln/broken:1")
+				if code != 1 || !strings.Contains(stderr, h.String()) || !strings.Contains(stderr, "corrupt") || !strings.Contains(stderr, "kiln cache rm") {
+					t.Errorf("exit %d, %q; want 1 and the digest %s, corrupt and kiln cache rm", code, stderr, h)
+				}
+			})
+		}
 	}
 }
