@@ -173,7 +173,7 @@ func writeOCILayout(w archive.Writer, dir string, r *resolved) error {
 		return err
 	}
 	small := map[string][]byte{
-		dir + "/oci-layout":     []byte(`{"imageLayoutVersion":"1.0.0"}`),
+		dir + "/oci-layout":     []byte(ocicache.LayoutJSON),
 		dir + "/index.json":     index,
 		blobPath(dir, r.digest): manifest,
 		blobPath(dir, cfgName):  cfg,
@@ -222,5 +222,5 @@ func writeOCILayout(w archive.Writer, dir string, r *resolved) error {
 }
 
 func blobPath(dir string, h v1.Hash) string {
-	return dir + "/blobs/" + h.Algorithm + "/" + h.Hex
+	return dir + "/" + ocicache.BlobName(h)
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kiln-os/kiln/internal/ocicache"
 )
 
 // layoutStore is a read-only content.Store over the blobs of an OCI image layout (the kiln
@@ -26,7 +28,7 @@ func (s layoutStore) path(d digest.Digest) (string, error) {
 	if err := d.Validate(); err != nil {
 		return "", fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}
-	return filepath.Join(s.root, "blobs", d.Algorithm().String(), d.Encoded()), nil
+	return ocicache.BlobPath(s.root, v1.Hash{Algorithm: d.Algorithm().String(), Hex: d.Encoded()}), nil
 }
 
 func (s layoutStore) Info(_ context.Context, d digest.Digest) (content.Info, error) {
@@ -76,7 +78,7 @@ func (s layoutStore) Update(context.Context, content.Info, ...string) (content.I
 }
 
 func (s layoutStore) Walk(ctx context.Context, fn content.WalkFunc, _ ...string) error {
-	dir := filepath.Join(s.root, "blobs", digest.SHA256.String())
+	dir := ocicache.BlobsDir(s.root, digest.SHA256.String())
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		if os.IsNotExist(err) {

@@ -187,5 +187,9 @@ func BlobPath(root string, h v1.Hash) string {
 // BlobsDir is the folder of the blobs of one digest algorithm ("sha256") in the layout at root.
 func BlobsDir(root, algorithm string) string { return filepath.Join(root, blobsDir, algorithm) }
 
+// BlobName is the slash-separated path of blob h inside an OCI image layout,
+// "blobs/ALG/HEX", as tar members and URLs name it.
+func BlobName(h v1.Hash) string { return blobsDir + "/" + h.Algorithm + "/" + h.Hex }
+
 // LayoutJSON is the content of an oci-layout file.
 const LayoutJSON = layoutJSON

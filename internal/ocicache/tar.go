@@ -454,7 +454,7 @@ func (c *Cache) ExportOCI(w io.Writer, refs ...string) error {
 		}
 	}
 	for _, h := range sortedHashes(blobs) {
-		if err := c.exportBlob(tw, hdr(blobsDir+"/sha256/"+h.Hex, tar.TypeReg, blobs[h]), h); err != nil {
+		if err := c.exportBlob(tw, hdr(BlobName(h), tar.TypeReg, blobs[h]), h); err != nil {
 			return fmt.Errorf("exporting: %w", err)
 		}
 	}
