@@ -128,7 +128,8 @@ func printUsage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nRun 'kiln help COMMAND' or 'kiln COMMAND -h' for a command's flags.")
 	fmt.Fprintln(w, "Environment: KILN_CACHE (image cache, default ~/.kiln/cache), KILN_BUILDER_ROOT (local builder,\n"+
-		"default ~/.kiln/builder), KILN_BUILDERS (remote builder nodes), SOURCE_DATE_EPOCH.")
+		"default ~/.kiln/builder), KILN_BUILDERS (remote builder nodes), KILN_INSECURE_REGISTRIES (registries\n"+
+		"reached over plain HTTP besides loopback ones), SOURCE_DATE_EPOCH.")
 }
 
 // newFlags makes a flag set whose -h prints the usage line, the summary and the flags.
