@@ -20,13 +20,20 @@ import (
 
 // TestKilnFaultsHelper is the kiln process of the exec tests below: the test binary runs
 // itself with KILN_FAULTS_HELPER=1 and kiln's arguments after "--", so no separate build of
-// the command is needed.
+// the command is needed. Run as a test of its own (it never skips, so CI sees nothing
+// skipped), it checks such a process is kiln: an unknown command is a usage mistake, code 2.
 func TestKilnFaultsHelper(t *testing.T) {
-	if os.Getenv("KILN_FAULTS_HELPER") != "1" {
-		t.Skip("the kiln process of the exec tests")
+	if os.Getenv("KILN_FAULTS_HELPER") == "1" {
+		os.Args = append([]string{"kiln"}, flag.Args()...)
+		main()
+		return
 	}
-	os.Args = append([]string{"kiln"}, flag.Args()...)
-	main()
+	var stderr bytes.Buffer
+	err := kilnCmd(t, &stderr, "no-such-command").Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("kiln no-such-command in the helper process: %v, want exit code 2; stderr:\n%s", err, stderr.String())
+	}
 }
 
 // kilnCmd is a kiln subprocess with its own cache.
