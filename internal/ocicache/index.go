@@ -66,7 +66,7 @@ func (c *Cache) readIndex() ([]v1.Descriptor, error) {
 	}
 	ds, err := parseIndexJSON(b)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s is not a valid OCI index (%v); nothing was changed. %s",
+		return nil, fmt.Errorf("%w: %s is not a valid OCI index (%w); nothing was changed. %s",
 			ErrIndexDamaged, p, err, indexHint)
 	}
 	return ds, nil

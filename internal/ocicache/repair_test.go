@@ -267,7 +267,7 @@ func TestDiagnoseCorruptLayer(t *testing.T) {
 	if terr == nil {
 		t.Fatal("tar accepted junk")
 	}
-	if err := Diagnose(rc2, terr); err != terr {
+	if err := Diagnose(rc2, terr); err != terr { //nolint:errorlint // the very same error must come back unchanged
 		t.Errorf("Diagnose of an intact blob: %v; want %v", err, terr)
 	}
 }
