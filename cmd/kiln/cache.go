@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/kiln-os/kiln/assemble"
 	"github.com/kiln-os/kiln/internal/archive"
+	"github.com/kiln-os/kiln/internal/atomicfile"
 	"github.com/kiln-os/kiln/internal/layers"
 	"github.com/kiln-os/kiln/internal/ocicache"
 )
@@ -430,33 +430,12 @@ func shortDigest(h v1.Hash) string {
 	return h.Algorithm + ":" + h.Hex[:12]
 }
 
-// writeAtomically writes a file through a temporary name ("-" is standard output).
+// writeAtomically writes a file completely or not at all ("-" is standard output).
 func writeAtomically(path string, write func(io.Writer) error) error {
 	if path == "-" {
 		return write(os.Stdout)
 	}
-	f, err := os.CreateTemp(dirOf(path), ".kiln-tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := write(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.WriteFile(path, 0o644, write)
 }
-
-func dirOf(path string) string { return filepath.Dir(path) }
 
 func goarch() string { return runtime.GOARCH }
