@@ -41,7 +41,7 @@ func benchTree(b *testing.B, w Writer, pool []byte) {
 }
 
 // BenchmarkCpioGzip measures the initrd path end to end: cpio writer into the parallel gzip
-// writer into io.Discard. MB/s counts uncompressed file content. The "ratio" metric is
+// writer (or the zstd writer) into io.Discard. MB/s counts uncompressed file content. The "ratio" metric is
 // compressed size / content size. The content is generated; set KILN_BENCH_CONTENT to a file
 // of at least 4 MiB (an uncompressed rootfs tar, say) to cut the files from real data instead.
 func BenchmarkCpioGzip(b *testing.B) {
@@ -69,6 +69,8 @@ func BenchmarkCpioGzip(b *testing.B) {
 		{"level5", 5, GzipBlockSize},
 		{"Default", pgzip.DefaultCompression, GzipBlockSize},
 		{"HuffmanOnly", pgzip.HuffmanOnly, GzipBlockSize},
+		{"zstd-fastest", 1, -1}, // blockSize -1: zstd at this level
+		{"zstd-default", 2, -1},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.SetBytes(benchTotal)
@@ -81,7 +83,13 @@ func BenchmarkCpioGzip(b *testing.B) {
 					benchTree(b, NewCpioWriter(&out), pool)
 					continue
 				}
-				z, err := newGzipWriter(&out, bc.level, bc.blockSize, benchBlocks)
+				var z io.WriteCloser
+				var err error
+				if bc.blockSize < 0 {
+					z, err = NewZstdWriter(&out, bc.level)
+				} else {
+					z, err = newGzipWriter(&out, bc.level, bc.blockSize, benchBlocks)
+				}
 				if err != nil {
 					b.Fatal(err)
 				}
