@@ -31,8 +31,12 @@ type Options struct {
 	Cache   *ocicache.Cache
 	// Epoch is the timestamp of every entry (SOURCE_DATE_EPOCH); zero means Unix 0.
 	Epoch time.Time
-	// GzipLevel of the initramfs (default archive's default).
-	GzipLevel int
+	// Compression of the initramfs: archive.Gzip (the default, also for ""), archive.Zstd or
+	// archive.None.
+	Compression archive.Compression
+	// GzipLevel (1-9) or ZstdLevel (1-4) of the initramfs, for the compression in use; 0 is
+	// archive's default. A level for another compression is an error.
+	GzipLevel, ZstdLevel int
 	// Pull allows fetching references missing from the cache from their registry.
 	Pull bool
 	// UpdateLock re-resolves every reference instead of using the lock file's digests.
@@ -98,11 +102,8 @@ func newBuilder(opt Options) (*builder, error) {
 	default:
 		return nil, fmt.Errorf("unsupported architecture %q; expected amd64, arm64 or s390x", opt.Arch)
 	}
-	switch {
-	case opt.GzipLevel == 0:
-		opt.GzipLevel = archive.DefaultGzipLevel
-	case opt.GzipLevel < 1 || opt.GzipLevel > 9:
-		return nil, fmt.Errorf("gzip level %d: expected 1 (fastest) to 9 (smallest)", opt.GzipLevel)
+	if err := checkCompression(&opt); err != nil {
+		return nil, err
 	}
 	if opt.Epoch.IsZero() {
 		opt.Epoch = time.Unix(0, 0).UTC()
@@ -170,7 +171,7 @@ func (b *builder) run(ctx context.Context) (*Result, error) {
 
 	b.cleanStale()
 	o := &outputs{ctx: ctx, dir: b.opt.Dir, name: b.opt.Name, scratchDir: filepath.Dir(b.lockPath()),
-		mtime: b.opt.Epoch, level: b.opt.GzipLevel, stdout: b.opt.Stdout}
+		mtime: b.opt.Epoch, compression: b.opt.Compression, level: b.opt.initrdLevel(), stdout: b.opt.Stdout}
 	defer o.abort() // nothing left after commit; everything on an error, a cancel or a panic
 	var ws fanout
 	for _, f := range b.opt.Formats {

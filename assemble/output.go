@@ -46,7 +46,7 @@ func Formats() []Format {
 	const n = "NAME"
 	return []Format{
 		{Name: "kernel+initrd", Files: KernelFile(n) + " " + InitrdFile(n) + " " + CmdlineFile(n),
-			Help: "the kernel, a gzip newc cpio initramfs (microcode first, uncompressed) and the command line",
+			Help: "the kernel, a gzip (or -initrd-compression) newc cpio initramfs (microcode first, uncompressed) and the command line",
 			open: openKernelInitrd},
 		{Name: "tar", Files: TarFile(n), single: true,
 			Help: "the whole system as one tar, kernel in boot/kernel, command line in boot/cmdline",
@@ -100,10 +100,12 @@ type outputs struct {
 	// which every build cleans of stale temporary files.
 	scratchDir string
 	mtime      time.Time
-	level      int
-	stdout     io.Writer
-	pending    []*atomicfile.File // become final on commit
-	scratch    []*atomicfile.File // removed either way
+	// compression and level of the initramfs (checkCompression made them valid).
+	compression archive.Compression
+	level       int
+	stdout      io.Writer
+	pending     []*atomicfile.File // become final on commit
+	scratch     []*atomicfile.File // removed either way
 }
 
 // create opens a temporary file that becomes final on commit.
@@ -199,8 +201,8 @@ func (s skipBoot) WriteEntry(e archive.Entry, body io.Reader) error {
 }
 
 // kernelInitrd splits the system stream into the kernel, the command line and the
-// initramfs: an optional uncompressed microcode cpio followed by one gzip member holding the
-// newc cpio of everything else.
+// initramfs: an optional uncompressed microcode cpio followed by the newc cpio of everything
+// else, compressed as one gzip member or zstd frame (or not at all).
 type kernelInitrd struct {
 	o                       *outputs
 	kernel, cmdline, initrd *atomicfile.File
@@ -271,7 +273,7 @@ func (k *kernelInitrd) WriteEntry(e archive.Entry, body io.Reader) error {
 
 func (k *kernelInitrd) toCpio(e archive.Entry, body io.Reader) error {
 	if k.cpio == nil {
-		gz, err := archive.NewGzipWriter(k.initrd, k.o.level)
+		gz, err := archive.NewCompressWriter(k.initrd, k.o.compression, k.o.level)
 		if err != nil {
 			return err
 		}
@@ -341,4 +343,45 @@ func (t *tarKernelInitrd) Close() error {
 		}
 	}
 	return tw.Close()
+}
+
+// checkCompression checks the initramfs compression and its level, replacing zero values
+// with the defaults.
+func checkCompression(opt *Options) error {
+	c, err := archive.ParseCompression(string(opt.Compression))
+	if err != nil {
+		return err
+	}
+	opt.Compression = c
+	level := &opt.GzipLevel
+	switch {
+	case c == archive.Gzip && opt.ZstdLevel != 0:
+		return fmt.Errorf("a zstd level (%d) was given with compression gzip", opt.ZstdLevel)
+	case c == archive.Zstd && opt.GzipLevel != 0:
+		return fmt.Errorf("a gzip level (%d) was given with compression zstd", opt.GzipLevel)
+	case c == archive.None && (opt.GzipLevel != 0 || opt.ZstdLevel != 0):
+		return errors.New("a compression level was given with compression none")
+	case c == archive.None:
+		return nil
+	case c == archive.Zstd:
+		level = &opt.ZstdLevel
+	}
+	if *level == 0 {
+		*level = c.DefaultLevel()
+	}
+	if lo, hi := c.Levels(); *level < lo || *level > hi {
+		return fmt.Errorf("%s level %d: expected %d (fastest) to %d (smallest)", c, *level, lo, hi)
+	}
+	return nil
+}
+
+// initrdLevel is the level of the initramfs compression in use (0 for none).
+func (opt *Options) initrdLevel() int {
+	switch opt.Compression {
+	case archive.Gzip:
+		return opt.GzipLevel
+	case archive.Zstd:
+		return opt.ZstdLevel
+	}
+	return 0
 }

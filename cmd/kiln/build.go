@@ -10,6 +10,7 @@ import (
 
 	"github.com/kiln-os/kiln/assemble"
 	"github.com/kiln-os/kiln/config"
+	"github.com/kiln-os/kiln/internal/archive"
 	"github.com/kiln-os/kiln/internal/ocicache"
 	"github.com/kiln-os/kiln/pkg/buildyml"
 )
@@ -38,7 +39,9 @@ func runBuild(ctx context.Context, args []string) error {
 	dry := fs.Bool("dry-run", false, "print the merged YAML with every image pinned to its digest; write nothing")
 	pull := fs.Bool("pull", true, "pull images missing from the cache from their registry")
 	updateLock := fs.Bool("update-lock", false, "resolve every reference again instead of using the lock file")
+	compression := fs.String("initrd-compression", "gzip", "compression of the initramfs: gzip (LinuxKit's), zstd (faster and smaller; the kernel needs CONFIG_RD_ZSTD, Linux 5.9+) or none")
 	level := fs.Int("gzip-level", 0, "gzip level of the initramfs, 1 (fast) to 9 (small); 0 picks kiln's default")
+	zstdLevel := fs.Int("zstd-level", 0, "zstd level of the initramfs, 1 (fastest) to 4 (smallest); 0 picks kiln's default")
 	quiet := fs.Bool("q", false, "print only errors")
 	insecure := insecureRegistryFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -50,6 +53,10 @@ func runBuild(ctx context.Context, args []string) error {
 	fmts, err := assemble.LookupFormats(*formats)
 	if err != nil {
 		return usageError{err.Error()}
+	}
+	comp, err := archive.ParseCompression(*compression)
+	if err != nil {
+		return usageError{"-initrd-compression: " + err.Error()}
 	}
 	epoch, err := sourceDateEpoch()
 	if err != nil {
@@ -65,7 +72,7 @@ func runBuild(ctx context.Context, args []string) error {
 	}
 	opt := assemble.Options{
 		Files: fs.Args(), Formats: fmts, Dir: *dir, Name: *name, Output: *out, Arch: *arch,
-		Cache: cache, Epoch: epoch, GzipLevel: *level, Pull: *pull, UpdateLock: *updateLock,
+		Cache: cache, Epoch: epoch, Compression: comp, GzipLevel: *level, ZstdLevel: *zstdLevel, Pull: *pull, UpdateLock: *updateLock,
 		DryRun: *dry, Stdout: os.Stdout, Log: os.Stderr,
 		PkgResolver: func(dir string) (string, error) { return buildyml.Ref(ctx, dir) },
 	}
