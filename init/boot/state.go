@@ -22,6 +22,10 @@ type Paths struct {
 	ContainerdRoot               string
 	ContainerdState              string
 	ContainerdAddress            string
+	// SharedScratch is where a tmpfs holds the overlays' upper layers of the containers made
+	// from a shared image copy; Filesystems lists the file systems the kernel knows.
+	SharedScratch string
+	Filesystems   string
 }
 
 // DefaultPaths is the layout kiln assembles (see docs/formats.md).
@@ -40,6 +44,8 @@ func DefaultPaths() Paths {
 		ContainerdRoot:    "/var/lib/containerd",
 		ContainerdState:   "/run/containerd",
 		ContainerdAddress: "/run/containerd/containerd.sock",
+		SharedScratch:     "/run/kiln/rootfs",
+		Filesystems:       "/proc/filesystems",
 	}
 }
 

@@ -28,6 +28,7 @@ func System() []Step {
 		{Name: "power-button", Policy: Continue, Run: watchPowerButton},
 		{Name: "loopback", Policy: Continue, Run: func(context.Context, *State) error { return host.LoopbackUp() }},
 		{Name: "hostname", Policy: Continue, Run: setHostname},
+		{Name: "rootfs", Policy: Fatal, Run: mountSharedRootfs},
 		{Name: "onboot", Policy: Fatal, Run: runOnboot},
 		{Name: "containerd", Policy: Fatal, Run: startContainerd},
 		{Name: "services", Policy: Continue, Run: startServices},

@@ -41,6 +41,8 @@ type Runtime struct {
 	Interfaces []json.RawMessage `json:"interfaces"`
 	BindNS     map[string]string `json:"bindNS"`
 	Namespace  string            `json:"namespace"`
+	// Rootfs is kiln's "kiln.rootfs" key: the root file system is made from a shared copy.
+	Rootfs *SharedRootfs `json:"kiln.rootfs"`
 }
 
 // Bundle is one container directory.

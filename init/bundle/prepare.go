@@ -12,17 +12,20 @@ import (
 
 // Step is one thing to do on the host before a container runs.
 type Step struct {
-	Kind   string // "mkdir" or "mount"
+	Kind   string // "mkdir", "mount" or "attrs" (Path gets Source's owner and mode)
 	Path   string // absolute: the directory to make, or the mount point
-	Source string // mount only
+	Source string // mount and attrs only
 	Type   string // mount only
 	Flags  uintptr
 	Data   string
 }
 
 func (s Step) String() string {
-	if s.Kind == "mount" {
+	switch s.Kind {
+	case "mount":
 		return fmt.Sprintf("mount %q on %s (type %q, flags %#x, data %q)", s.Source, s.Path, s.Type, s.Flags, s.Data)
+	case "attrs":
+		return fmt.Sprintf("give %s the owner and mode of %s", s.Path, s.Source)
 	}
 	return "mkdir " + s.Path
 }
@@ -92,6 +95,8 @@ func Apply(steps []Step) error {
 			err = os.MkdirAll(s.Path, 0o755)
 		case "mount":
 			err = unix.Mount(s.Source, s.Path, s.Type, s.Flags, s.Data)
+		case "attrs":
+			err = copyAttrs(s.Path, s.Source)
 		default:
 			err = errors.New("unknown step kind")
 		}
