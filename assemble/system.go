@@ -51,11 +51,19 @@ func (b *builder) writeSystem(ctx context.Context, sys *config.System, res resol
 		{"onshutdown", sys.Onshutdown, func(i int, n string) string { return fmt.Sprintf("containers/onshutdown/%03d-%s", i, n) }},
 		{"services", sys.Services, func(_ int, n string) string { return "containers/services/" + n }},
 	}
+	shared := sharedImages(sys, res)
+	for _, si := range shared.order {
+		t.owner = "shared image " + si.ref
+		b.log("adding %s once for its %d containers", si.ref, si.users)
+		if _, err := layers.Flatten(ctx, imageLayers(res[si.ref]), t, layers.WithPrefix(si.dir+"/rootfs")); err != nil {
+			return fmt.Errorf("image %s (shared by %d containers): %w", si.ref, si.users, err)
+		}
+	}
 	for _, s := range sections {
 		for i, img := range s.images {
 			t.owner = s.kind + " container " + img.Name
 			b.log("adding %s %s (%s)", s.kind, img.Name, img.Image)
-			if err := b.writeContainer(ctx, t, s.dir(i, img.Name), img, res[img.Image]); err != nil {
+			if err := b.writeContainer(ctx, t, s.dir(i, img.Name), img, res[img.Image], shared.lower(res[img.Image])); err != nil {
 				return fmt.Errorf("%s container %s: %w", s.kind, img.Name, err)
 			}
 		}
@@ -173,8 +181,73 @@ func copyTar(w archive.Writer, r io.Reader, what string) error {
 	}
 }
 
-// writeContainer writes config.json, runtime.json and rootfs/ of one container.
-func (b *builder) writeContainer(ctx context.Context, t *tree, dir string, img *config.Image, r *resolved) error {
+// sharedImagesDir holds the one copy of each image that several containers are made from.
+const sharedImagesDir = "containers/images"
+
+// sharedImage is an image two or more containers are made from.
+type sharedImage struct {
+	ref   string // the first reference naming it, for messages
+	dir   string // sharedImagesDir/ALGORITHM-HEX; its files are under rootfs/
+	users int
+}
+
+// sharedSet lists the images the system holds one copy of, in the order containers first use
+// them, and maps each digest to its entry.
+type sharedSet struct {
+	order  []*sharedImage
+	byHash map[string]*sharedImage
+}
+
+// sharedImages finds the images that two or more onboot, onshutdown or service containers
+// are made from. Sameness is the resolved manifest's digest, never the name: two references
+// to one manifest share, one name resolving to two manifests cannot happen within a build.
+func sharedImages(sys *config.System, res resolution) sharedSet {
+	count := map[string]int{}
+	var first []string // digests in order of first use
+	refs := map[string]string{}
+	for _, list := range [][]*config.Image{sys.Onboot, sys.Onshutdown, sys.Services} {
+		for _, img := range list {
+			r := res[img.Image]
+			if r == nil {
+				continue
+			}
+			d := r.digest.String()
+			if count[d] == 0 {
+				first = append(first, d)
+				refs[d] = img.Image
+			}
+			count[d]++
+		}
+	}
+	s := sharedSet{byHash: map[string]*sharedImage{}}
+	for _, d := range first {
+		if count[d] < 2 {
+			continue
+		}
+		h := res[refs[d]].digest
+		si := &sharedImage{ref: refs[d], dir: sharedImagesDir + "/" + h.Algorithm + "-" + h.Hex, users: count[d]}
+		s.order = append(s.order, si)
+		s.byHash[d] = si
+	}
+	return s
+}
+
+// lower returns the path, in the booted system, of the shared copy a container made from r
+// mounts as its root file system's lower layer; "" when the container has its own copy.
+func (s sharedSet) lower(r *resolved) string {
+	if r == nil {
+		return ""
+	}
+	if si := s.byHash[r.digest.String()]; si != nil {
+		return "/" + si.dir + "/rootfs"
+	}
+	return ""
+}
+
+// writeContainer writes config.json, runtime.json and rootfs/ of one container. With lower
+// set, rootfs/ is an empty mount point and runtime.json's "kiln.rootfs" key tells kiln-init to
+// mount an overlay of lower (the image's shared copy) there.
+func (b *builder) writeContainer(ctx context.Context, t *tree, dir string, img *config.Image, r *resolved, lower string) error {
 	var label *config.Image
 	if r.config.Config.Labels != nil {
 		if data, ok := r.config.Config.Labels[labelKey]; ok {
@@ -202,7 +275,11 @@ func (b *builder) writeContainer(ctx context.Context, t *tree, dir string, img *
 	if err != nil {
 		return err
 	}
-	rtJSON, err := spec.MarshalRuntime(rt)
+	var from *spec.SharedRootfs
+	if lower != "" {
+		from = &spec.SharedRootfs{Lower: lower}
+	}
+	rtJSON, err := spec.MarshalRuntimeShared(rt, from)
 	if err != nil {
 		return err
 	}
@@ -214,6 +291,9 @@ func (b *builder) writeContainer(ctx context.Context, t *tree, dir string, img *
 	}
 	if err := t.WriteEntry(regular(dir+"/runtime.json", 0o644, len(rtJSON)), bytes.NewReader(rtJSON)); err != nil {
 		return err
+	}
+	if lower != "" {
+		return t.mkdirAll(dir + "/rootfs")
 	}
 	_, err = layers.Flatten(ctx, ls, t, layers.WithPrefix(dir+"/rootfs"))
 	return err

@@ -52,6 +52,18 @@ type runtimeFile struct {
 	Interfaces []interfaceFile `json:"interfaces"`
 	BindNS     bindNSFile      `json:"bindNS"`
 	Namespace  string          `json:"namespace"`
+	// Rootfs is kiln's own key, present only for a container whose root file system is made
+	// at boot from a copy shared with other containers (see SharedRootfs).
+	Rootfs *SharedRootfs `json:"kiln.rootfs,omitempty"`
+}
+
+// SharedRootfs says where a container's root file system comes from when several containers
+// are made from the same image and the system holds one copy of its files: kiln-init mounts
+// an overlay on the bundle's rootfs/ with Lower (an absolute path in the booted system) as its
+// read-only lower layer and a private upper layer in memory, so nothing one container writes
+// is seen by another.
+type SharedRootfs struct {
+	Lower string `json:"lower"`
 }
 
 type interfaceFile struct {
@@ -74,6 +86,12 @@ type bindNSFile struct {
 // MarshalRuntime encodes r as runtime.json: LinuxKit's keys, every key present, lists never
 // null, indented as Marshal indents config.json.
 func MarshalRuntime(r *config.Runtime) ([]byte, error) {
+	return MarshalRuntimeShared(r, nil)
+}
+
+// MarshalRuntimeShared is MarshalRuntime plus kiln's "kiln.rootfs" key when shared is not nil.
+// LinuxKit's keys keep their meaning; a reader that does not know the extra key ignores it.
+func MarshalRuntimeShared(r *config.Runtime, shared *SharedRootfs) ([]byte, error) {
 	if r == nil {
 		r = &config.Runtime{}
 	}
@@ -94,6 +112,7 @@ func MarshalRuntime(r *config.Runtime) ([]byte, error) {
 			Uts: deref(r.BindNS.Uts),
 		},
 		Namespace: deref(r.Namespace),
+		Rootfs:    shared,
 	}
 	if f.Cgroups == nil {
 		f.Cgroups = []string{}
