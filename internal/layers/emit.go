@@ -106,7 +106,7 @@ func (e *emitter) entry(li int, i int32, h *tar.Header, body io.Reader, ev event
 	}
 	typ, err := normType(h.Typeflag)
 	name, nerr := cleanName(h.Name)
-	if err != nil || nerr != nil || name != n.rel() ||
+	if err != nil || nerr != nil || !n.nameIs(name) ||
 		(typ == tar.TypeDir) != n.isDir() || (!n.isDir() && typ != n.typ) {
 		return fmt.Errorf("layer %d entry %d (%q): %w: expected %q", li, i, h.Name, ErrLayerChanged, n.rel())
 	}
@@ -174,15 +174,21 @@ func (e *emitter) writeNode(n *node, typ byte, h *tar.Header, body io.Reader) er
 
 // write sends one entry named after n's place in the output.
 func (e *emitter) write(n *node, h tar.Header, links int, body io.Reader) error {
+	var out string
 	switch {
 	case n.parent == nil:
-		n.out = e.prefix
+		out = e.prefix
 	case n.parent.out == "":
-		n.out = n.name
+		out = n.name
 	default:
-		n.out = n.parent.out + "/" + n.name
+		out = n.parent.out + "/" + n.name
 	}
-	h.Name = n.out
+	// Only what later entries name is kept: directories (their children's names start with
+	// theirs) and the members hard links point at.
+	if n.isDir() || (n.group != nil && n.group.head == n) {
+		n.out = out
+	}
+	h.Name = out
 	if h.PAXRecords != nil {
 		h.PAXRecords = maps.Clone(h.PAXRecords)
 	}
@@ -285,7 +291,7 @@ func readEntry(ctx context.Context, layers []Layer, n *node, max int64) (b []byt
 		if i != n.at.idx {
 			continue
 		}
-		if name, err := cleanName(h.Name); err != nil || name != n.rel() {
+		if name, err := cleanName(h.Name); err != nil || !n.nameIs(name) {
 			return nil, fmt.Errorf("layer %d entry %d (%q): %w: expected %q", li, i, h.Name, ErrLayerChanged, n.rel())
 		}
 		if h.Size > max {

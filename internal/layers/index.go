@@ -42,7 +42,7 @@ type node struct {
 
 	visible bool   // reachable from the root once every layer is indexed
 	emitted bool   // pass 2: written
-	out     string // pass 2: output name, once written
+	out     string // pass 2: output name, once written (directories and hard-link heads only)
 }
 
 func (n *node) isDir() bool { return n.children != nil }
@@ -60,6 +60,26 @@ func (n *node) rel() string {
 		parts[i], parts[j] = parts[j], parts[i]
 	}
 	return strings.Join(parts, "/")
+}
+
+// nameIs reports whether the cleaned name of an entry is n's path, without building it.
+func (n *node) nameIs(name string) bool {
+	if n.parent == nil {
+		return name == "."
+	}
+	for m := n; m.parent != nil; m = m.parent {
+		if !strings.HasSuffix(name, m.name) {
+			return false
+		}
+		name = name[:len(name)-len(m.name)]
+		if m.parent.parent != nil {
+			if !strings.HasSuffix(name, "/") {
+				return false
+			}
+			name = name[:len(name)-1]
+		}
+	}
+	return name == ""
 }
 
 // group is a set of entries sharing one content through tar hard links: the source entry
@@ -116,16 +136,18 @@ func newDir(name string, parent *node, hdr *tar.Header, at pos) *node {
 }
 
 // buildIndex is pass 1. The headers of the layers are read in parallel (at most
-// GOMAXPROCS layers at a time, claimed bottom first) and applied to the index in layer
-// order, each as soon as it and every layer below it are read. The error returned is the
-// one of the lowest layer that fails, as if the layers were read one after the other; a
-// failure cancels the reading of the layers above it.
-func buildIndex(ctx context.Context, layers []Layer) (*index, error) {
+// GOMAXPROCS layers at a time, claimed bottom first), each into its encoded index (from the
+// layer's IndexStore when it has a sound one, else from the layer, spilling to tempDir), and
+// applied to the index in layer order, each as soon as it and every layer below it are read.
+// The error returned is the one of the lowest layer that fails, as if the layers were read one
+// after the other; a failure cancels the reading of the layers above it.
+func buildIndex(ctx context.Context, layers []Layer, tempDir string) (*index, error) {
 	idx := &index{root: newDir("", nil, nil, noPos), events: make([][]event, len(layers))}
 	type result struct {
-		recs []rec
-		err  error
-		done chan struct{}
+		src       io.ReadSeekCloser
+		whiteouts bool
+		err       error
+		done      chan struct{}
 	}
 	res := make([]result, len(layers))
 	ctxs := make([]context.Context, len(layers))
@@ -145,6 +167,11 @@ func buildIndex(ctx context.Context, layers []Layer) (*index, error) {
 	defer func() {
 		cancelFrom(0)
 		wg.Wait()
+		for i := range res {
+			if res[i].src != nil {
+				_ = res[i].src.Close()
+			}
+		}
 	}()
 	for range min(runtime.GOMAXPROCS(0), len(layers)) {
 		wg.Go(func() {
@@ -153,7 +180,7 @@ func buildIndex(ctx context.Context, layers []Layer) (*index, error) {
 				if i >= len(layers) {
 					return
 				}
-				res[i].recs, res[i].err = readHeaders(ctxs[i], i, layers[i])
+				res[i].src, res[i].whiteouts, res[i].err = layerIndex(ctxs[i], i, layers[i], tempDir)
 				if res[i].err != nil {
 					cancelFrom(i + 1)
 				}
@@ -163,25 +190,68 @@ func buildIndex(ctx context.Context, layers []Layer) (*index, error) {
 	}
 	for i := range layers {
 		<-res[i].done
-		recs, err := res[i].recs, res[i].err
-		res[i].recs = nil
+		if err := res[i].err; err != nil {
+			return nil, err
+		}
+		err := idx.apply(ctx, int32(i), res[i].src, res[i].whiteouts)
+		cerr := res[i].src.Close()
+		res[i].src = nil
 		if err != nil {
 			return nil, err
 		}
-		if err := idx.apply(int32(i), recs); err != nil {
-			return nil, err
+		if cerr != nil {
+			return nil, fmt.Errorf("layer %d: index: %w", i, cerr)
 		}
 	}
 	idx.finish()
 	return idx, nil
 }
 
-// readHeaders reads the headers of one layer, skipping the bodies, and drains the stream so
-// that a verifying Layer sees its end.
-func readHeaders(ctx context.Context, li int, l Layer) (recs []rec, err error) {
+// layerIndex returns the encoded index of layer li, positioned at its start: the stored one
+// when the layer has a store holding a sound one, else one read from the layer (and then
+// stored).
+func layerIndex(ctx context.Context, li int, l Layer, tempDir string) (src io.ReadSeekCloser, whiteouts bool, err error) {
+	var store IndexStore
+	if il, ok := l.(IndexedLayer); ok {
+		store = il.IndexStore()
+	}
+	if store != nil {
+		if src, err := store.OpenIndex(); err == nil {
+			whiteouts, err := verifyIndex(src)
+			if err == nil {
+				return src, whiteouts, nil
+			}
+			_ = src.Close() // damaged or from another version: rebuilt below
+		}
+	}
+	sp := &spill{dir: tempDir}
+	enc, err := newIndexEncoder(sp)
+	if err == nil {
+		err = readHeaders(ctx, li, l, enc)
+	}
+	if err == nil {
+		err = enc.close()
+	}
+	if err != nil {
+		sp.discard()
+		return nil, false, err
+	}
+	if store != nil {
+		_ = store.WriteIndex(sp.writeTo) // a cache that cannot keep it costs the next build time only
+	}
+	src, err = sp.reader()
+	if err != nil {
+		return nil, false, fmt.Errorf("layer %d: index: %w", li, err)
+	}
+	return src, enc.whiteouts > 0, nil
+}
+
+// readHeaders reads the headers of one layer, skipping the bodies, into enc, and drains the
+// stream so that a verifying Layer sees its end.
+func readHeaders(ctx context.Context, li int, l Layer, enc *indexEncoder) (err error) {
 	rc, err := l.Open()
 	if err != nil {
-		return nil, fmt.Errorf("layer %d: open: %w", li, err)
+		return fmt.Errorf("layer %d: open: %w", li, err)
 	}
 	defer func() {
 		if ctx.Err() != nil {
@@ -197,33 +267,35 @@ func readHeaders(ctx context.Context, li int, l Layer) (recs []rec, err error) {
 	tr := tar.NewReader(r)
 	for i := int32(0); ; i++ {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		h, err := next(tr)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if cerr := ctx.Err(); cerr != nil {
-			return nil, cerr
+			return cerr
 		}
 		if err != nil {
-			return nil, fmt.Errorf("layer %d entry %d: %w: %w", li, i, ErrInvalidLayer, err)
+			return fmt.Errorf("layer %d entry %d: %w: %w", li, i, ErrInvalidLayer, err)
 		}
 		r, keep, err := newRec(i, h)
 		if err != nil {
-			return nil, fmt.Errorf("layer %d entry %d (%q): %w: %w", li, i, h.Name, ErrInvalidLayer, err)
+			return fmt.Errorf("layer %d entry %d (%q): %w: %w", li, i, h.Name, ErrInvalidLayer, err)
 		}
 		if keep {
-			recs = append(recs, r)
+			if err := enc.add(r); err != nil {
+				return fmt.Errorf("layer %d: index: %w", li, err)
+			}
 		}
 	}
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		if cerr := ctx.Err(); cerr != nil {
-			return nil, cerr
+			return cerr
 		}
-		return nil, fmt.Errorf("layer %d: %w", li, err)
+		return fmt.Errorf("layer %d: %w", li, err)
 	}
-	return recs, nil
+	return nil
 }
 
 // Abandoner is implemented by layer readers whose Close does more than release resources, for
@@ -372,30 +444,63 @@ func cleanHeader(h *tar.Header, typ byte) *tar.Header {
 	return c
 }
 
-// apply indexes one layer: its whiteouts first (they hide lower layers only, wherever they
-// appear in the layer), then its entries in order (a later duplicate wins).
-func (x *index) apply(layer int32, recs []rec) error {
-	for _, r := range recs {
-		switch r.kind {
-		case recWhiteout:
-			if n := x.lookup(r.name); n != nil {
-				detach(n)
+// apply indexes one layer from its encoded index: its whiteouts first (they hide lower
+// layers only, wherever they appear in the layer), then its entries in order (a later
+// duplicate wins).
+func (x *index) apply(ctx context.Context, layer int32, src io.ReadSeeker, whiteouts bool) error {
+	each := func(fn func(rec) error) error {
+		if _, err := src.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("layer %d: index: %w", layer, err)
+		}
+		d, err := newIndexDecoder(src)
+		if err != nil {
+			return fmt.Errorf("layer %d: index: %w", layer, err)
+		}
+		for n := 0; ; n++ {
+			if n%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
 			}
-		case recOpaque:
-			if d := x.lookup(r.name); d != nil && d.isDir() {
-				clear(d.children)
+			r, ok, err := d.next()
+			if err != nil {
+				return fmt.Errorf("layer %d: index: %w", layer, err)
+			}
+			if !ok {
+				return nil
+			}
+			if err := fn(r); err != nil {
+				return err
 			}
 		}
 	}
-	for _, r := range recs {
+	if whiteouts {
+		err := each(func(r rec) error {
+			switch r.kind {
+			case recWhiteout:
+				if n := x.lookup(r.name); n != nil {
+					detach(n)
+				}
+			case recOpaque:
+				if d := x.lookup(r.name); d != nil && d.isDir() {
+					clear(d.children)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return each(func(r rec) error {
 		if r.kind != recEntry {
-			continue
+			return nil
 		}
 		if err := x.add(pos{layer, r.idx}, r); err != nil {
 			return fmt.Errorf("layer %d entry %d (%q): %w: %w", layer, r.idx, r.name, ErrInvalidLayer, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func (x *index) add(at pos, r rec) error {
@@ -427,10 +532,12 @@ func (x *index) add(at pos, r rec) error {
 			}
 			return nil
 		}
-		parent.children[base] = newDir(base, parent, r.hdr, at)
+		d := newDir(strings.Clone(base), parent, r.hdr, at)
+		parent.children[d.name] = d
 		return nil
 	}
-	n := &node{name: base, parent: parent, at: at, typ: r.typ}
+	// The name is cloned: base is part of the record's whole path, which is not kept.
+	n := &node{name: strings.Clone(base), parent: parent, at: at, typ: r.typ}
 	if target != nil {
 		g := target.group
 		if g == nil {
@@ -441,7 +548,7 @@ func (x *index) add(at pos, r rec) error {
 		n.group = g
 		g.links = append(g.links, n)
 	}
-	parent.children[base] = n
+	parent.children[n.name] = n
 	return nil
 }
 
@@ -472,8 +579,8 @@ func (x *index) mkdirAll(name string) *node {
 	for part := range strings.SplitSeq(name, "/") {
 		c := n.children[part]
 		if c == nil || !c.isDir() {
-			c = newDir(part, n, nil, noPos)
-			n.children[part] = c
+			c = newDir(strings.Clone(part), n, nil, noPos)
+			n.children[c.name] = c
 		}
 		n = c
 	}
@@ -490,17 +597,38 @@ func detach(n *node) {
 // finish marks the visible nodes, decides how each hard-link group is written and sorts
 // the work of pass 2 by position.
 func (x *index) finish() {
+	// Count first, so that each layer's events take one allocation of the exact size (a
+	// growing slice would double the memory of the largest layer's).
+	counts := make([]int, len(x.events))
 	var walk func(n *node)
 	walk = func(n *node) {
 		n.visible = true
 		if n != x.root && n.at.valid() {
-			x.events[n.at.layer] = append(x.events[n.at.layer], event{idx: n.at.idx, n: n})
+			counts[n.at.layer]++
 		}
 		for _, c := range n.children {
 			walk(c)
 		}
 	}
 	walk(x.root)
+	for _, g := range x.groups {
+		if g.src.at.valid() {
+			counts[g.src.at.layer]++
+		}
+	}
+	for li, c := range counts {
+		x.events[li] = make([]event, 0, c)
+	}
+	var collect func(n *node)
+	collect = func(n *node) {
+		if n != x.root && n.at.valid() {
+			x.events[n.at.layer] = append(x.events[n.at.layer], event{idx: n.at.idx, n: n})
+		}
+		for _, c := range n.children {
+			collect(c)
+		}
+	}
+	collect(x.root)
 
 	for _, g := range x.groups {
 		var vis []*node

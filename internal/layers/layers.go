@@ -122,7 +122,7 @@ func Flatten(ctx context.Context, layers []Layer, w archive.Writer, opts ...Opti
 	if o.err != nil {
 		return Stats{}, o.err
 	}
-	idx, err := buildIndex(ctx, layers)
+	idx, err := buildIndex(ctx, layers, o.tempDir)
 	if err != nil {
 		return Stats{}, err
 	}
@@ -145,7 +145,7 @@ func ReadFile(ctx context.Context, layers []Layer, name string, max int64) ([]by
 	if err != nil {
 		return nil, fmt.Errorf("read %q: %w", name, err)
 	}
-	idx, err := buildIndex(ctx, layers)
+	idx, err := buildIndex(ctx, layers, os.TempDir())
 	if err != nil {
 		return nil, err
 	}
