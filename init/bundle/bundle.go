@@ -5,8 +5,9 @@
 //
 // runtime.json is LinuxKit's: cgroups, mounts and mkdir are done here, namespace (the
 // containerd namespace of a service) is used by package supervise; interfaces and bindNS are
-// read but not acted on (Unsupported lists them). Running containers is left to the runc and
-// supervise packages.
+// read but not acted on (Unsupported lists them). kiln's own key "kiln.rootfs" says the root
+// file system is an overlay of a copy shared with other containers (RootfsPlan). Running
+// containers is left to the runc and supervise packages.
 package bundle
 
 import (
