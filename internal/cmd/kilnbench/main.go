@@ -1,235 +1,372 @@
-// Command kilnbench measures `kiln build` on a large system: an image whose layers hold 1 GiB
-// of files (generated deterministically, seeded once into a cache under out/bench), built to
-// kernel+initrd and to tar by a child kiln process. It reports wall time, throughput of
-// uncompressed content and the child's peak RSS. `make bench` runs it.
+// Command kilnbench measures `kiln build` and prints every figure of docs/performance.md as
+// one markdown table (and, with -doc, writes it there). `make bench` runs it. Its cases:
 //
-// The kernel image it seeds holds a placeholder file named kernel: the benchmark measures
-// the streaming of content, not a bootable system.
+//   - big: one service image whose 4 gzip layers hold 1 GiB of generated files (4 KiB to
+//     4 MiB), built to kernel+initrd (gzip, then zstd) and to tar;
+//   - files: one image of 100,000 small files (256 B to 2 KiB), same formats;
+//   - small: five services from one 2 MiB image, built to kernel+initrd from a warm cache
+//     (the "small systems are instant" target: under 50 ms);
+//   - with -pkgbench, -micro and -boot-system: internal/cmd/pkgbench, the Go micro-benchmarks
+//     of internal/archive and internal/layers, and QEMU boots (internal/cmd/bootcheck) of a
+//     real system built with each initramfs compression.
+//
+// The images are generated deterministically and seeded once into caches under -dir
+// (default _out/bench). Every build is a child kiln process: the table gives the median wall
+// time of the runs, the content throughput at that median, the highest peak RSS of the
+// child alone, the output size and the machine's load average before the case.
 package main
 
 import (
-	"archive/tar"
-	"bytes"
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/kiln-os/kiln/internal/ocicache"
 )
 
+type config struct {
+	kiln, dir, doc   string
+	size             int64
+	layers, files    int
+	runs, smallRuns  int
+	cases            []string
+	pkgbench, micro  bool
+	bootSystem       string
+	bootCache        string
+	bootLock         string
+	bootRuns         int
+	kernelInitrdOnly bool
+}
+
 func main() {
-	kiln := flag.String("kiln", "bin/kiln", "the kiln binary to measure")
-	dir := flag.String("dir", "out/bench", "work folder (the seeded cache is kept there)")
-	size := flag.Int64("size", 1<<30, "bytes of file content in the image")
-	layers := flag.Int("layers", 4, "number of layers")
-	runs := flag.Int("runs", 2, "builds per format (the best is reported)")
+	var c config
+	flag.StringVar(&c.kiln, "kiln", "bin/kiln", "the kiln binary to measure")
+	flag.StringVar(&c.dir, "dir", "_out/bench", "work folder (the seeded caches are kept there)")
+	flag.StringVar(&c.doc, "doc", "", "markdown file whose table (between the kilnbench markers) is replaced with the results")
+	flag.Int64Var(&c.size, "size", 1<<30, "bytes of file content in the big image")
+	flag.IntVar(&c.layers, "layers", 4, "number of layers of the big image")
+	flag.IntVar(&c.files, "files", 100000, "number of files in the small-files image")
+	flag.IntVar(&c.runs, "runs", 3, "builds per case of the big and small-files images (the median is reported)")
+	flag.IntVar(&c.smallRuns, "small-runs", 11, "builds per case of the five-container system, after one warm-up")
+	cases := flag.String("cases", "big,files,small", "cases to run, comma separated: big, files, small")
+	flag.BoolVar(&c.pkgbench, "pkgbench", false, "also run internal/cmd/pkgbench (go run) and report its median")
+	flag.BoolVar(&c.micro, "micro", false, "also run the Go micro-benchmarks of internal/archive and internal/layers (3 counts, medians)")
+	flag.StringVar(&c.bootSystem, "boot-system", "", "YAML file of a bootable system to build with each initramfs compression and boot in QEMU (internal/cmd/bootcheck)")
+	flag.StringVar(&c.bootCache, "boot-cache", "", "image cache of -boot-system (read only: builds use -pull=false and -boot-lock)")
+	flag.StringVar(&c.bootLock, "boot-lock", "", "lock file pinning -boot-system's images (copied beside the outputs)")
+	flag.IntVar(&c.bootRuns, "boot-runs", 3, "boots per initramfs compression")
 	flag.Parse()
-	if err := run(*kiln, *dir, *size, *layers, *runs); err != nil {
+	if err := c.check(*cases); err != nil {
+		fmt.Fprintln(os.Stderr, "kilnbench:", err)
+		flag.Usage()
+		os.Exit(2)
+	}
+	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "kilnbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(kiln, dir string, size int64, nLayers, runs int) error {
-	cacheDir := filepath.Join(dir, fmt.Sprintf("cache-%d-%d", size, nLayers))
-	if err := seed(cacheDir, size, nLayers); err != nil {
-		return fmt.Errorf("seeding: %w", err)
+func (c *config) check(cases string) error {
+	if flag.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", flag.Args())
 	}
-	yml := filepath.Join(dir, "bench.yml")
-	const system = "kernel:\n  image: kiln/bench-kernel:v1\n  cmdline: console=ttyS0\n" +
-		"services:\n  - name: big\n    image: kiln/bench-big:v1\n"
-	if err := os.WriteFile(yml, []byte(system), 0o644); err != nil {
-		return err
-	}
-	content := size
-	fmt.Printf("kilnbench: one service image with %d MiB of file content in %d layers\n", size>>20, nLayers)
-	for _, format := range []string{"kernel+initrd", "tar"} {
-		var best time.Duration
-		var rss int64
-		for i := 0; i < runs; i++ {
-			out := filepath.Join(dir, "out")
-			os.RemoveAll(out)
-			cmd := exec.Command(kiln, "build", "-q", "-pull=false", "-update-lock", "-cache", cacheDir,
-				"-format", format, "-dir", out, "-name", "bench", yml)
-			cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-			start := time.Now()
-			if err := cmd.Run(); err != nil {
-				return fmt.Errorf("kiln build -format %s: %w", format, err)
-			}
-			took := time.Since(start)
-			ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-			if best == 0 || took < best {
-				best = took
-			}
-			if r := ru.Maxrss * 1024; r > rss {
-				rss = r
-			}
+	for _, name := range strings.Split(cases, ",") {
+		switch name = strings.TrimSpace(name); name {
+		case "big", "files", "small":
+			c.cases = append(c.cases, name)
+		case "":
+		default:
+			return fmt.Errorf("-cases: unknown case %q; expected big, files or small", name)
 		}
-		outSize := dirSize(filepath.Join(dir, "out"))
-		fmt.Printf("%-14s wall %6.2fs  throughput %6.1f MiB/s  peak RSS %5.1f MiB  output %6.1f MiB\n",
-			format, best.Seconds(), float64(content)/(1<<20)/best.Seconds(), float64(rss)/(1<<20), float64(outSize)/(1<<20))
+	}
+	switch {
+	case c.size <= 0:
+		return fmt.Errorf("-size %d: expected a positive number of bytes", c.size)
+	case c.layers < 1:
+		return fmt.Errorf("-layers %d: expected at least 1", c.layers)
+	case c.files < 1:
+		return fmt.Errorf("-files %d: expected at least 1", c.files)
+	case c.runs < 1 || c.smallRuns < 1 || c.bootRuns < 1:
+		return fmt.Errorf("-runs, -small-runs and -boot-runs must be at least 1")
+	case c.bootSystem != "" && (c.bootCache == "" || c.bootLock == ""):
+		return fmt.Errorf("-boot-system needs -boot-cache and -boot-lock")
 	}
 	return nil
 }
 
-func dirSize(dir string) int64 {
-	var n int64
-	_ = filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
-		if err == nil && fi.Mode().IsRegular() {
-			n += fi.Size()
-		}
-		return nil
-	})
-	return n
-}
-
-// seed writes the benchmark images once; a finished seed leaves a marker file.
-func seed(cacheDir string, size int64, nLayers int) error {
-	marker := filepath.Join(cacheDir, ".kilnbench-seeded")
-	if _, err := os.Stat(marker); err == nil {
-		return nil
-	}
-	os.RemoveAll(cacheDir)
-	c, err := ocicache.Open(cacheDir)
-	if err != nil {
+func run(c config) error {
+	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return err
 	}
-	fmt.Printf("kilnbench: seeding %s (once)\n", cacheDir)
-	img := empty.Image
-	per := size / int64(nLayers)
-	for i := 0; i < nLayers; i++ {
-		path := filepath.Join(cacheDir, fmt.Sprintf("layer%d.tar", i))
-		if err := writeLayer(path, i, per); err != nil {
-			return err
+	t := &table{}
+	for _, name := range c.cases {
+		var err error
+		switch name {
+		case "big":
+			err = benchBig(c, t)
+		case "files":
+			err = benchFiles(c, t)
+		case "small":
+			err = benchSmall(c, t)
 		}
-		l, err := tarball.LayerFromFile(path)
 		if err != nil {
-			return err
-		}
-		if img, err = mutate.AppendLayers(img, l); err != nil {
-			return err
+			return fmt.Errorf("case %s: %w", name, err)
 		}
 	}
-	img, err = mutate.ConfigFile(img, &v1.ConfigFile{OS: "linux", Architecture: "amd64",
-		Config: v1.Config{Entrypoint: []string{"/bin/sh"}}})
-	if err != nil {
-		return err
+	if c.pkgbench {
+		if err := benchPkg(c, t); err != nil {
+			return fmt.Errorf("pkgbench: %w", err)
+		}
 	}
-	if _, err := c.WriteImage("kiln/bench-big:v1", img); err != nil {
-		return err
+	if c.micro {
+		if err := benchMicro(t); err != nil {
+			return fmt.Errorf("micro-benchmarks: %w", err)
+		}
 	}
-	kernel, err := tarLayer(map[string][]byte{
-		"kernel":     bytes.Repeat([]byte("placeholder kernel for the benchmark\n"), 1<<14),
-		"kernel.tar": mustTar(map[string][]byte{"lib/modules/bench/modules.dep": nil}),
-	})
-	if err != nil {
-		return err
+	if c.bootSystem != "" {
+		if err := benchBoot(c, t); err != nil {
+			return fmt.Errorf("boot: %w", err)
+		}
 	}
-	kimg, err := mutate.AppendLayers(empty.Image, kernel)
-	if err != nil {
-		return err
+	md := t.markdown()
+	fmt.Print("\n" + md)
+	if c.doc != "" {
+		if err := replaceTable(c.doc, md); err != nil {
+			return err
+		}
+		fmt.Printf("kilnbench: wrote the table into %s\n", c.doc)
 	}
-	if kimg, err = mutate.ConfigFile(kimg, &v1.ConfigFile{OS: "linux", Architecture: "amd64"}); err != nil {
-		return err
-	}
-	if _, err := c.WriteImage("kiln/bench-kernel:v1", kimg); err != nil {
-		return err
-	}
-	for i := 0; i < nLayers; i++ {
-		os.Remove(filepath.Join(cacheDir, fmt.Sprintf("layer%d.tar", i)))
-	}
-	return os.WriteFile(marker, nil, 0o644)
+	return nil
 }
 
-// writeLayer writes an uncompressed layer tar of about size bytes: directories of files
-// from 4 KiB to 4 MiB whose text compresses about as well as binaries do (3:1).
-func writeLayer(path string, n int, size int64) error {
-	f, err := os.Create(path)
+const bigSystem = "kernel:\n  image: kiln/bench-kernel:v1\n  cmdline: console=ttyS0\n" +
+	"services:\n  - name: big\n    image: kiln/bench-big:v1\n"
+
+func benchBig(c config, t *table) error {
+	cache := filepath.Join(c.dir, fmt.Sprintf("cache-%d-%d", c.size, c.layers))
+	content, err := seedOnce(cache, func(oc *ocicache.Cache, scratch string) (int64, error) {
+		var layers []v1.Layer
+		var total int64
+		for i := range c.layers {
+			l, n, err := fileLayer(scratch, layerFiles{seed: uint64(i), size: c.size / int64(c.layers), minSize: 4096, shifts: 11})
+			if err != nil {
+				return 0, err
+			}
+			layers = append(layers, l)
+			total += n
+		}
+		return total, writeImage(oc, "kiln/bench-big:v1", layers...)
+	})
 	if err != nil {
+		return fmt.Errorf("seeding: %w", err)
+	}
+	what := fmt.Sprintf("%d MiB in %d layers (files of 4 KiB-4 MiB)", content>>20, c.layers)
+	return buildCases(c, t, cache, "big", bigSystem, what, content, c.runs, false)
+}
+
+func benchFiles(c config, t *table) error {
+	cache := filepath.Join(c.dir, fmt.Sprintf("cache-files-%d", c.files))
+	spec := layerFiles{seed: 100, count: c.files, minSize: 256, shifts: 4}
+	content, err := seedOnce(cache, func(oc *ocicache.Cache, scratch string) (int64, error) {
+		l, n, err := fileLayer(scratch, spec)
+		if err != nil {
+			return 0, err
+		}
+		return n, writeImage(oc, "kiln/bench-files:v1", l)
+	})
+	if err != nil {
+		return fmt.Errorf("seeding: %w", err)
+	}
+	system := strings.ReplaceAll(bigSystem, "big", "files")
+	count := strconv.Itoa(c.files)
+	if c.files%1000 == 0 {
+		count = strconv.Itoa(c.files/1000) + "k"
+	}
+	what := fmt.Sprintf("%s files of 256 B-2 KiB (%.0f MiB)", count, float64(content)/(1<<20))
+	return buildCases(c, t, cache, "files", system, what, content, c.runs, false)
+}
+
+func benchSmall(c config, t *table) error {
+	cache := filepath.Join(c.dir, "cache-small")
+	content, err := seedOnce(cache, func(oc *ocicache.Cache, scratch string) (int64, error) {
+		l, n, err := fileLayer(scratch, layerFiles{seed: 200, size: 2 << 20, minSize: 4096, shifts: 5})
+		if err != nil {
+			return 0, err
+		}
+		return n, writeImage(oc, "kiln/bench-small:v1", l)
+	})
+	if err != nil {
+		return fmt.Errorf("seeding: %w", err)
+	}
+	system := "kernel:\n  image: kiln/bench-kernel:v1\n  cmdline: console=ttyS0\nservices:\n"
+	for i := range 5 {
+		system += fmt.Sprintf("  - name: svc%d\n    image: kiln/bench-small:v1\n", i)
+	}
+	return buildCases(c, t, cache, "small", system, "five services from one 2 MiB image, warm cache", 5*content, c.smallRuns, true)
+}
+
+// buildCases times kiln build of one system to kernel+initrd (gzip, zstd) and, unless
+// small, to tar.
+func buildCases(c config, t *table, cache, name, system, what string, content int64, runs int, small bool) error {
+	yml := filepath.Join(c.dir, name+".yml")
+	if err := os.WriteFile(yml, []byte(system), 0o644); err != nil {
 		return err
 	}
-	defer f.Close()
-	tw := tar.NewWriter(f)
-	rng := rand.New(rand.NewPCG(uint64(n), 42))
-	words := strings.Fields("kiln builds lean immutable bootable linux systems from yaml every part is an oci image " +
-		"0x7f45 ELF text data bss init services onboot containerd runc kernel modules firmware lib usr bin")
-	var written int64
-	for i := 0; written < size; i++ {
-		dir := fmt.Sprintf("data/l%d/d%03d", n, i/64)
-		if i%64 == 0 {
-			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir + "/", Mode: 0o755}); err != nil {
+	fmt.Printf("kilnbench: %s\n", what)
+	type variant struct{ label, format, compression string }
+	variants := []variant{{"kernel+initrd, gzip", "kernel+initrd", "gzip"}, {"kernel+initrd, zstd", "kernel+initrd", "zstd"}}
+	if !small {
+		variants = append(variants, variant{"tar", "tar", ""})
+	}
+	for _, v := range variants {
+		out := filepath.Join(c.dir, "out-"+name)
+		args := []string{"build", "-q", "-pull=false", "-cache", cache, "-format", v.format, "-dir", out, "-name", "bench", yml}
+		if v.compression != "" {
+			args = append(args[:len(args)-1], "-initrd-compression", v.compression, yml)
+		}
+		// The first build writes the lock file; a warm-up run also fills the page cache.
+		if err := os.RemoveAll(out); err != nil {
+			return err
+		}
+		load := loadAvg()
+		if small {
+			if _, err := measure(c.kiln, args); err != nil {
 				return err
 			}
 		}
-		fsize := int64(4096) << rng.IntN(11)
-		if written+fsize > size {
-			fsize = size - written
-		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("%s/f%05d", dir, i), Mode: 0o644, Size: fsize}); err != nil {
-			return err
-		}
-		var buf bytes.Buffer
-		for int64(buf.Len()) < fsize {
-			if rng.IntN(4) == 0 {
-				var b [8]byte
-				for j := range b {
-					b[j] = byte(rng.Uint32())
-				}
-				buf.Write(b[:])
-			} else {
-				buf.WriteString(words[rng.IntN(len(words))])
-				buf.WriteByte(' ')
+		var results []result
+		for range runs {
+			r, err := measure(c.kiln, args)
+			if err != nil {
+				return err
 			}
+			results = append(results, r)
 		}
-		if _, err := io.Copy(tw, io.LimitReader(&buf, fsize)); err != nil {
+		outFile := filepath.Join(out, "bench.tar")
+		if v.format == "kernel+initrd" {
+			outFile = filepath.Join(out, "bench-initrd.img")
+		}
+		fi, err := os.Stat(outFile)
+		if err != nil {
 			return err
 		}
-		written += fsize
+		row := buildRow(what+": "+v.label, results, content, fi.Size(), load)
+		t.add(row)
+		fmt.Println("  " + row.text())
 	}
-	return tw.Close()
+	return nil
 }
 
-// mustTar writes an in-memory tar; writing to a bytes.Buffer cannot fail.
-func mustTar(files map[string][]byte) []byte {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, name := range sortedNames(files) {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(files[name]))}); err != nil {
-			panic(err)
-		}
-		if _, err := tw.Write(files[name]); err != nil {
-			panic(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		panic(err)
-	}
-	return buf.Bytes()
+type result struct {
+	took time.Duration
+	rss  int64
 }
 
-func tarLayer(files map[string][]byte) (v1.Layer, error) {
-	data := mustTar(files)
-	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+// measure runs kiln once and returns its wall time and its own peak RSS.
+//
+// Go starts a child with vfork semantics (CLONE_VM): until it execs, the child runs on this
+// process's memory, and the kernel carries that memory's high-water mark into the child's
+// ru_maxrss at exec. So the child's rusage would report this process's peak (the seeding's)
+// when that is larger than kiln's. Returning the freed heap to the kernel and resetting the
+// high-water mark (/proc/self/clear_refs, "5") first leaves only this process's current RSS,
+// a few MiB, as the floor.
+func measure(kiln string, args []string) (result, error) {
+	debug.FreeOSMemory()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		return result{}, fmt.Errorf("resetting this process's peak RSS: %w", err)
+	}
+	cmd := exec.Command(kiln, args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return result{}, fmt.Errorf("kiln %s: %w", strings.Join(args, " "), err)
+	}
+	took := time.Since(start)
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return result{}, fmt.Errorf("no resource usage for kiln on %s", runtime.GOOS)
+	}
+	return result{took: took, rss: ru.Maxrss * 1024}, nil
 }
 
-func sortedNames(m map[string][]byte) []string {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
+func buildRow(what string, results []result, content, outSize int64, load string) row {
+	var took []time.Duration
+	var rss int64
+	for _, r := range results {
+		took = append(took, r.took)
+		rss = max(rss, r.rss)
 	}
-	sort.Strings(names)
-	return names
+	med := median(took)
+	return row{
+		what:       what,
+		median:     fmt.Sprintf("%s (%d runs)", fmtDuration(med), len(results)),
+		throughput: fmt.Sprintf("%.1f MiB/s", float64(content)/(1<<20)/med.Seconds()),
+		rss:        fmt.Sprintf("%.1f MiB", float64(rss)/(1<<20)),
+		output:     fmtSize(outSize),
+		load:       load,
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	}
+}
+
+func fmtSize(n int64) string {
+	if n < 10<<20 {
+		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+}
+
+// loadAvg returns the 1, 5 and 15 minute load averages from /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// goRun runs `go run PKG ARGS...` from the module root, copying its output to stdout, and
+// returns that output.
+func goRun(pkg string, args ...string) (string, error) {
+	var buf strings.Builder
+	cmd := exec.Command("go", append([]string{"run", pkg}, args...)...)
+	cmd.Stdout = io.MultiWriter(os.Stdout, &buf)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return buf.String(), fmt.Errorf("go run %s %s: %w", pkg, strings.Join(args, " "), err)
+	}
+	return buf.String(), nil
 }
