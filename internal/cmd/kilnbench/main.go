@@ -37,17 +37,16 @@ import (
 )
 
 type config struct {
-	kiln, dir, doc   string
-	size             int64
-	layers, files    int
-	runs, smallRuns  int
-	cases            []string
-	pkgbench, micro  bool
-	bootSystem       string
-	bootCache        string
-	bootLock         string
-	bootRuns         int
-	kernelInitrdOnly bool
+	kiln, dir, doc  string
+	size            int64
+	layers, files   int
+	runs, smallRuns int
+	cases           []string
+	pkgbench, micro bool
+	bootSystem      string
+	bootCache       string
+	bootLock        string
+	bootRuns        int
 }
 
 func main() {
