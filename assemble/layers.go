@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync/atomic"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -27,6 +28,12 @@ func imageLayers(r *resolved) []layers.Layer { return ImageLayers(r.image, r.ref
 // export -format filesystem): each Open decompresses the layer (gzip, zstd or none) again, a
 // cache blob that fails its digest check is reported as corrupt with its digest, and ref
 // names the image in errors.
+//
+// For an image read from the cache, each layer's header index is kept in the cache
+// (ocicache.WriteLayerIndex, layers.IndexStore), so a later flattening reads the layer once;
+// and a blob is checked against its digest once per list: once a read has gone through the
+// whole blob and found it intact, later opens of the same layer read it without hashing and
+// do not read past what the flattener needs.
 func ImageLayers(img v1.Image, ref string) []layers.Layer {
 	ls, err := img.Layers()
 	if err != nil {
@@ -34,16 +41,54 @@ func ImageLayers(img v1.Image, ref string) []layers.Layer {
 			return nil, fmt.Errorf("listing the layers of %s: %w", ref, err)
 		})}
 	}
+	c := ocicache.CacheOf(img)
 	out := make([]layers.Layer, len(ls))
 	for i, l := range ls {
-		out[i] = layers.LayerFunc(func() (io.ReadCloser, error) { return openLayer(l) })
+		il := &imageLayer{l: l}
+		if c != nil {
+			if d, err := l.Digest(); err == nil {
+				il.store = &layerIndexStore{c: c, h: d}
+			}
+		}
+		out[i] = il
 	}
 	return out
 }
 
+// imageLayer is one layer of ImageLayers.
+type imageLayer struct {
+	l     v1.Layer
+	store *layerIndexStore // nil when the image is not from the cache
+	// verified: a read went through the whole cache blob and its digest matched.
+	verified atomic.Bool
+}
+
+func (il *imageLayer) Open() (io.ReadCloser, error) { return openLayer(il) }
+
+// IndexStore implements layers.IndexedLayer.
+func (il *imageLayer) IndexStore() layers.IndexStore {
+	if il.store == nil {
+		return nil
+	}
+	return il.store
+}
+
+// layerIndexStore keeps a layer's header index in the cache, under its blob digest.
+type layerIndexStore struct {
+	c *ocicache.Cache
+	h v1.Hash
+}
+
+func (s *layerIndexStore) OpenIndex() (io.ReadSeekCloser, error) { return s.c.OpenLayerIndex(s.h) }
+
+func (s *layerIndexStore) WriteIndex(write func(io.Writer) error) error {
+	return s.c.WriteLayerIndex(s.h, write)
+}
+
 // openLayer decompresses a layer with klauspost's decoders (about twice as fast as the
 // standard library's gzip).
-func openLayer(l v1.Layer) (io.ReadCloser, error) {
+func openLayer(il *imageLayer) (io.ReadCloser, error) {
+	l := il.l
 	mt, err := l.MediaType()
 	if err != nil {
 		return nil, err
@@ -51,6 +96,16 @@ func openLayer(l v1.Layer) (io.ReadCloser, error) {
 	raw, err := l.Compressed()
 	if err != nil {
 		return nil, err
+	}
+	// A cache blob is a Verifier; one this list has verified already is read as a plain file.
+	_, verifying := raw.(ocicache.Verifier)
+	trusted := verifying && il.verified.Load()
+	if trusted {
+		raw = ocicache.Unverified(raw)
+	}
+	d := &decompressed{raw: raw, layer: l, trusted: trusted}
+	if verifying && !trusted {
+		d.verified = &il.verified
 	}
 	switch mt {
 	case types.OCILayer, types.DockerLayer, types.OCIRestrictedLayer, types.DockerForeignLayer:
@@ -60,16 +115,19 @@ func openLayer(l v1.Layer) (io.ReadCloser, error) {
 			raw.Close()
 			return nil, fmt.Errorf("layer %s: %w", digestOf(l), err)
 		}
-		return &decompressed{Reader: zr, raw: raw, closeZ: zr.Close, layer: l}, nil
+		d.Reader, d.closeZ = zr, zr.Close
+		return d, nil
 	case types.OCIUncompressedLayer, types.OCIUncompressedRestrictedLayer, types.DockerUncompressedLayer:
-		return &decompressed{Reader: raw, raw: raw, layer: l}, nil
+		d.Reader = raw
+		return d, nil
 	case types.OCILayerZStd:
 		zr, err := zstd.NewReader(raw, zstd.WithDecoderConcurrency(1))
 		if err != nil {
 			raw.Close()
 			return nil, fmt.Errorf("layer %s: %w", digestOf(l), err)
 		}
-		return &decompressed{Reader: zr, raw: raw, closeZ: func() error { zr.Close(); return nil }, layer: l}, nil
+		d.Reader, d.closeZ = zr, func() error { zr.Close(); return nil }
+		return d, nil
 	}
 	raw.Close()
 	return nil, fmt.Errorf("layer %s has media type %s, which kiln cannot unpack", digestOf(l), mt)
@@ -93,9 +151,17 @@ type decompressed struct {
 	layer  v1.Layer
 	// reported: Read returned the blob's corruption, so Close need not repeat it.
 	reported bool
+	// trusted: the blob was verified earlier in this list; Close reads nothing more.
+	trusted bool
+	// verified, when not nil, is set once Close has found the whole blob intact.
+	verified *atomic.Bool
 }
 
 func (d *decompressed) Close() error {
+	if d.trusted {
+		d.Abandon()
+		return nil
+	}
 	var errs []error
 	if _, err := io.Copy(io.Discard, d.Reader); err != nil {
 		errs = append(errs, err)
@@ -119,6 +185,9 @@ func (d *decompressed) Close() error {
 			}
 		}
 		return fmt.Errorf("layer %s: %w", digestOf(d.layer), err)
+	}
+	if d.verified != nil {
+		d.verified.Store(true)
 	}
 	return nil
 }

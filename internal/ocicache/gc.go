@@ -121,8 +121,10 @@ func (c *Cache) Remove(refs ...string) error {
 	if err := c.writeIndexFile(keep); err != nil {
 		return err
 	}
-	_, _, err = c.collect(keep)
-	return err
+	if _, _, err = c.collect(keep); err != nil {
+		return err
+	}
+	return c.pruneLayerIndexes(nil)
 }
 
 // removes reports whether reference r names index entry d.
@@ -213,7 +215,10 @@ func (c *Cache) Clean(all bool) (CleanReport, error) {
 		return rep, err
 	}
 	rep.Blobs, rep.BlobBytes, err = c.collect(keep)
-	return rep, err
+	if err != nil {
+		return rep, err
+	}
+	return rep, c.pruneLayerIndexes(&rep)
 }
 
 // cleanLegacyTemps removes the ".tmp-" files older kiln versions left in the root. They held

@@ -202,7 +202,11 @@ func (c *Cache) image(d v1.Descriptor) (v1.Image, error) {
 	if mt == "" {
 		mt = m.MediaType
 	}
-	return partial.CompressedToImage(&imageCore{c: c, mt: mt, raw: raw, m: m})
+	img, err := partial.CompressedToImage(&imageCore{c: c, mt: mt, raw: raw, m: m})
+	if err != nil {
+		return nil, err
+	}
+	return &cachedImage{Image: img, c: c}, nil
 }
 
 // imageCore is the minimal image partial.CompressedToImage extends.
