@@ -36,10 +36,11 @@ import (
 const (
 	indexMagic   = "kiln-layer-index\n"
 	indexVersion = 1
-	// spillMemMax is how much of a layer's encoded index is kept in memory before it moves
-	// to a temporary file.
-	spillMemMax = 1 << 20
 )
+
+// spillMemMax is how much of a layer's encoded index is kept in memory before it moves to a
+// temporary file (a variable for tests).
+var spillMemMax = 1 << 20
 
 // errIndexDamaged is wrapped by every error about an encoded index that does not decode.
 var errIndexDamaged = errors.New("layer index damaged")

@@ -194,3 +194,86 @@ func BenchmarkFlatten(b *testing.B) {
 	}
 	b.ReportMetric(float64(peak), "peak-heap-B")
 }
+
+// manyLayer generates n entries (a directory, then 100 small files in it, and again)
+// without holding them.
+type manyLayer int
+
+func (m manyLayer) Open() (io.ReadCloser, error) {
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		for i := range int(m) {
+			h := &tar.Header{Typeflag: tar.TypeReg, Size: 10, Mode: 0o644,
+				Name: fmt.Sprintf("usr/lib/x86_64-linux-gnu/package-%04d/file-%03d.so", i/101, i%101)}
+			if i%101 == 0 {
+				h = &tar.Header{Typeflag: tar.TypeDir, Mode: 0o755,
+					Name: fmt.Sprintf("usr/lib/x86_64-linux-gnu/package-%04d/", i/101)}
+			}
+			err := tw.WriteHeader(h)
+			if err == nil && h.Size > 0 {
+				_, err = tw.Write([]byte("0123456789"))
+			}
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		pw.CloseWithError(tw.Close())
+	}()
+	return pr, nil
+}
+
+// liveSampler is a discard writer that measures the live heap (after a collection) every
+// `every` entries.
+type liveSampler struct {
+	discard
+	every int
+	live  uint64
+}
+
+func (l *liveSampler) WriteEntry(e archiveEntry, body io.Reader) error {
+	if l.n%l.every == l.every-1 {
+		runtime.GC()
+		s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		metrics.Read(s)
+		l.live = max(l.live, s[0].Value.Uint64())
+	}
+	return l.discard.WriteEntry(e, body)
+}
+
+// TestFlattenMemoryPerEntry checks that memory grows little with the number of entries:
+// from 25k to 200k files, the live heap during pass 2 (the whole index is held then) may grow
+// by at most 256 bytes per entry, and the heap high-water mark (live plus garbage not yet
+// collected) by at most 640.
+func TestFlattenMemoryPerEntry(t *testing.T) {
+	testenv.Short(t, "indexes 225k entries")
+	const liveMax, peakMax = 256, 640
+	run := func(n int) (live, peak uint64) {
+		w := &liveSampler{every: n / 4}
+		var err error
+		peak, _ = heapPeak(func() {
+			_, err = Flatten(context.Background(), []Layer{manyLayer(n)}, w, WithTempDir(t.TempDir()))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.n != n+3 { // and usr, usr/lib, usr/lib/x86_64-linux-gnu
+			t.Fatalf("%d entries written, want %d", w.n, n+3)
+		}
+		return w.live, peak
+	}
+	const small, large = 25_000, 200_000
+	liveSmall, peakSmall := run(small)
+	liveLarge, peakLarge := run(large)
+	perLive := float64(int64(liveLarge)-int64(liveSmall)) / (large - small)
+	perPeak := float64(int64(peakLarge)-int64(peakSmall)) / (large - small)
+	t.Logf("live heap %d -> %d B (%.0f B/entry), peak %d -> %d B (%.0f B/entry)",
+		liveSmall, liveLarge, perLive, peakSmall, peakLarge, perPeak)
+	if perLive > liveMax {
+		t.Errorf("live heap grows by %.0f bytes per entry, more than %d", perLive, liveMax)
+	}
+	if perPeak > peakMax {
+		t.Errorf("heap high-water mark grows by %.0f bytes per entry, more than %d", perPeak, peakMax)
+	}
+}
