@@ -5,9 +5,13 @@
 //
 // The flattener works in two passes and never holds file contents in memory:
 //
-//   - Pass 1 reads only the headers of every layer (bodies are skipped) and builds an index
-//     of the final tree: per path, the layer entry that wins, plus the hard-link groups. Its
-//     memory is proportional to the number of entries, not to their size.
+//   - Pass 1 reads only the headers of every layer (bodies are skipped) into a compact
+//     encoded header index per layer (spilled to an unlinked temporary file when large), then
+//     applies those to an index of the final tree: per path, the layer entry that wins, plus
+//     the hard-link groups. A Layer with an IndexStore (IndexedLayer; kiln keeps them in its
+//     cache, keyed by the layer digest) has its encoded index kept, checked by version and
+//     checksum, so a later flattening skips reading its headers and reads it once. The
+//     memory of the index is a node per path of the image (about 150 bytes), not content.
 //   - Pass 2 opens again, bottom first, only the layers that still contribute something and
 //     streams each visible entry once, straight from the layer into the writer: a
 //     directory at its first occurrence (with the metadata of its last occurrence), any other
