@@ -61,6 +61,14 @@ func (e *emitter) layer(ctx context.Context, ra *readAhead, li int, evs []event)
 		return fmt.Errorf("layer %d: open: %w", li, err)
 	}
 	if err := e.entries(ctx, li, r, evs); err != nil {
+		// A layer that does not read as it should may be a corrupt one: closing it (a
+		// verifying Layer checks its digest then) says so, and that comes first. This is
+		// the only read of the layer when its header index came from a store.
+		if ctx.Err() == nil && (errors.Is(err, ErrInvalidLayer) || errors.Is(err, ErrLayerChanged)) {
+			if cerr := r.finish(); cerr != nil {
+				return closeError(li, err, cerr)
+			}
+		}
 		return err
 	}
 	if err := r.finish(); err != nil {

@@ -198,7 +198,10 @@ func (r *layerReader) Read(p []byte) (int, error) {
 }
 
 // finish tells the goroutine that nothing more is needed from this layer, drops what it
-// has read ahead of it and returns the error of closing the layer.
+// has read ahead of it and returns the error of closing the layer, else the error of reading
+// it: a read past the last entry needed can still be the one that finds the layer corrupt
+// (a verifying Layer reports a digest mismatch at the end of the stream, and when the
+// header index came from a store this is the only read of the layer).
 func (r *layerReader) finish() error {
 	r.ra.skip.Store(int64(r.layer))
 	for !r.ended {
@@ -207,5 +210,8 @@ func (r *layerReader) finish() error {
 		}
 	}
 	r.ra.ahead <- struct{}{}
-	return r.last.closeErr
+	if r.last.closeErr != nil {
+		return r.last.closeErr
+	}
+	return r.last.readErr
 }
