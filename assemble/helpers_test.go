@@ -95,7 +95,7 @@ func seedCache(t testing.TB) *ocicache.Cache {
 	}
 	write("kiln/test-kernel:v1", testImage(t, "amd64", v1.Config{},
 		[]file{reg("kernel", "KERNEL-IMAGE-BYTES"), reg("kernel.tar", kernelTar), reg("config", "CONFIG_X=y\n")}))
-	write("kiln/test-init:v1", testImage(t, "amd64", v1.Config{},
+	write("kiln/test-init:v1", testImage(t, "amd64", v1.Config{Labels: map[string]string{InitSharedRootfsLabel: "true"}},
 		[]file{exe("init", "#!init"), dir("etc"), reg("etc/os-release", "ID=kiln\n"), dir("usr/bin"), exe("usr/bin/ctr", "ctr")},
 		[]file{reg("etc/os-release", "ID=kiln-2\n"), whiteout("usr/bin/ctr")}))
 	write("kiln/test-app:v1", testImage(t, "amd64",

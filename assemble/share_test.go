@@ -160,3 +160,34 @@ func TestSharedImageReproducible(t *testing.T) {
 		t.Error("two builds of one system differ")
 	}
 }
+
+// TestSharedImageNeedsInit: with an init image that does not declare InitSharedRootfsLabel
+// (LinuxKit's init, say), every container gets its own copy, as LinuxKit lays it out.
+func TestSharedImageNeedsInit(t *testing.T) {
+	_, opts := seedSharedCache(t)
+	opt := opts()
+	if _, err := opt.Cache.WriteImage("kiln/test-init:v1", testImage(t, "amd64", v1.Config{},
+		[]file{exe("init", "#!linuxkit-init")})); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	opt.Log = &log
+	if _, err := build(t, opt); err != nil {
+		t.Fatal(err)
+	}
+	names, _ := listInitrd(t, filepath.Join(opt.Dir, InitrdFile("system")))
+	for _, n := range names {
+		if strings.Contains(n, "containers/images/") {
+			t.Errorf("shared copy written for an init that cannot mount it: %s", n)
+		}
+	}
+	for _, n := range []string{"0 containers/onboot/000-setup/rootfs/bin/app", "0 containers/onshutdown/000-bye/rootfs/bin/app",
+		"0 containers/services/app/rootfs/bin/app"} {
+		if !slices.Contains(names, n) {
+			t.Errorf("initrd lacks %q", n)
+		}
+	}
+	if !strings.Contains(log.String(), InitSharedRootfsLabel) {
+		t.Errorf("the build did not say why it copied each image:\n%s", log.String())
+	}
+}

@@ -52,6 +52,11 @@ func (b *builder) writeSystem(ctx context.Context, sys *config.System, res resol
 		{"services", sys.Services, func(_ int, n string) string { return "containers/services/" + n }},
 	}
 	shared := sharedImages(sys, res)
+	if len(shared.order) > 0 && !initSharesRootfs(sys, res) {
+		b.log("each container gets its own copy of its image: no init image has the label %s=true "+
+			"(kiln's init has it; LinuxKit's init would find empty root file systems)", InitSharedRootfsLabel)
+		shared = sharedSet{}
+	}
 	for _, si := range shared.order {
 		t.owner = "shared image " + si.ref
 		b.log("adding %s once for its %d containers", si.ref, si.users)
@@ -196,6 +201,22 @@ type sharedImage struct {
 type sharedSet struct {
 	order  []*sharedImage
 	byHash map[string]*sharedImage
+}
+
+// InitSharedRootfsLabel is the label an init image carries (value "true") when its PID 1 makes
+// the root file systems of containers that share an image: runtime.json's "kiln.rootfs" key,
+// an overlay of the shared copy. Only then does a build write shared images once; with any
+// other init (LinuxKit's, say) every container gets its own copy, as LinuxKit lays it out.
+const InitSharedRootfsLabel = "org.kiln.init.shared-rootfs"
+
+// initSharesRootfs reports whether an init image of sys declares InitSharedRootfsLabel.
+func initSharesRootfs(sys *config.System, res resolution) bool {
+	for _, ref := range sys.Init {
+		if r := res[ref]; r != nil && r.config != nil && r.config.Config.Labels[InitSharedRootfsLabel] == "true" {
+			return true
+		}
+	}
+	return false
 }
 
 // sharedImages finds the images that two or more onboot, onshutdown or service containers
