@@ -49,7 +49,7 @@ func switchRoot(_ context.Context, s *State) error {
 		s.Console.Debugf("the root is not the initramfs; staying on it")
 		return nil
 	}
-	return rootfs.MoveToTmpfs(mounts)
+	return rootfs.BindRoot(mounts)
 }
 
 func mountBase(_ context.Context, s *State) error {

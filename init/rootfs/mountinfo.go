@@ -82,13 +82,16 @@ func unescape(s string) string {
 }
 
 // RootIsInitramfs reports whether "/" is the kernel's initial rootfs, which pivot_root cannot
-// leave: the last mount at "/" (the one visible) has the type "rootfs".
+// leave: the visible "/" mount (the last one listed there) is its own parent, as only the
+// first mount of the namespace is. After BindRoot the visible "/" is a bind of the same
+// rootfs (same type) whose parent is the initial one.
 func RootIsInitramfs(mounts []MountInfo) bool {
-	typ := ""
+	root := -1
+	parent := -2
 	for _, m := range mounts {
 		if m.Point == "/" {
-			typ = m.FSType
+			root, parent = m.ID, m.Parent
 		}
 	}
-	return typ == "rootfs"
+	return root == parent
 }

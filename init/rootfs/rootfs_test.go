@@ -6,9 +6,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 const initramfsMountInfo = `1 1 0:2 / / rw - rootfs rootfs rw,size=1000k
@@ -16,6 +13,13 @@ const initramfsMountInfo = `1 1 0:2 / / rw - rootfs rootfs rw,size=1000k
 20 1 0:20 / /proc rw,nosuid,nodev,noexec - proc proc rw
 21 19 0:21 / /dev/pts rw - devpts devpts rw
 22 1 0:22 / /mnt/my\040disk rw - ext4 /dev/vda1 rw
+`
+
+// boundMountInfo is the table after BindRoot: the visible "/" is a bind of the rootfs.
+const boundMountInfo = `1 1 0:2 / / rw - rootfs rootfs rw
+30 1 0:2 / / rw - rootfs rootfs rw
+31 30 0:5 / /dev rw - devtmpfs devtmpfs rw
+32 30 0:20 / /proc rw - proc proc rw
 `
 
 const switchedMountInfo = `1 1 0:2 / / rw - rootfs rootfs rw
@@ -52,6 +56,7 @@ func TestRootIsInitramfsAndTopMounts(t *testing.T) {
 	}{
 		{"initramfs", initramfsMountInfo, true, []string{"/dev", "/mnt/my disk", "/proc"}},
 		{"after the switch", switchedMountInfo, false, []string{"/dev", "/proc", "/sys/fs/cgroup", "/var/lib"}},
+		{"after BindRoot", boundMountInfo, false, []string{"/dev", "/proc"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,83 +86,6 @@ func TestUnmountOrder(t *testing.T) {
 	// Only file systems with data, children before parents.
 	if want := []string{"/var/lib/docker", "/var/lib"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("UnmountOrder = %q, want %q", got, want)
-	}
-}
-
-func TestCopyTree(t *testing.T) {
-	for _, move := range []bool{false, true} {
-		t.Run(map[bool]string{false: "copy", true: "move"}[move], func(t *testing.T) {
-			src, dst := t.TempDir(), t.TempDir()
-			mtime := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
-			must(t, os.MkdirAll(filepath.Join(src, "usr/bin"), 0o755))
-			must(t, os.WriteFile(filepath.Join(src, "usr/bin/tool"), []byte("#!/bin/sh\n"), 0o755))
-			must(t, unix.Chmod(filepath.Join(src, "usr/bin/tool"), 0o4755))
-			must(t, os.Link(filepath.Join(src, "usr/bin/tool"), filepath.Join(src, "usr/bin/tool2")))
-			must(t, os.Symlink("usr/bin", filepath.Join(src, "bin")))
-			must(t, unix.Mkfifo(filepath.Join(src, "fifo"), 0o600))
-			must(t, os.Mkdir(filepath.Join(src, "ro"), 0o555))
-			must(t, os.WriteFile(filepath.Join(src, "skipme"), []byte("x"), 0o644))
-			must(t, os.Chtimes(filepath.Join(src, "usr/bin/tool"), mtime, mtime))
-			must(t, os.Chtimes(filepath.Join(src, "usr"), mtime, mtime))
-
-			err := CopyTree(src, dst, CopyOptions{Skip: []string{filepath.Join(src, "skipme")}, Move: move})
-			if err != nil {
-				t.Fatal(err)
-			}
-			st := stat(t, filepath.Join(dst, "usr/bin/tool"))
-			if st.Mode&0o7777 != 0o4755 || st.Mode&unix.S_IFMT != unix.S_IFREG {
-				t.Errorf("tool mode %#o, want setuid 0755 regular file", st.Mode)
-			}
-			if !time.Unix(st.Mtim.Unix()).Equal(mtime) {
-				t.Errorf("tool mtime %v, want %v", time.Unix(st.Mtim.Unix()), mtime)
-			}
-			if st2 := stat(t, filepath.Join(dst, "usr/bin/tool2")); st2.Ino != st.Ino {
-				t.Error("tool2 is not a hard link of tool")
-			}
-			if data, _ := os.ReadFile(filepath.Join(dst, "usr/bin/tool")); string(data) != "#!/bin/sh\n" {
-				t.Errorf("tool content %q", data)
-			}
-			if l, err := os.Readlink(filepath.Join(dst, "bin")); err != nil || l != "usr/bin" {
-				t.Errorf("bin link: %q, %v", l, err)
-			}
-			if st := stat(t, filepath.Join(dst, "fifo")); st.Mode&unix.S_IFMT != unix.S_IFIFO {
-				t.Errorf("fifo type %#o", st.Mode)
-			}
-			if st := stat(t, filepath.Join(dst, "ro")); st.Mode&0o7777 != 0o555 {
-				t.Errorf("ro mode %#o", st.Mode)
-			}
-			if st := stat(t, filepath.Join(dst, "usr")); !time.Unix(st.Mtim.Unix()).Equal(mtime) {
-				t.Errorf("usr mtime not kept: %v", time.Unix(st.Mtim.Unix()))
-			}
-			if _, err := os.Lstat(filepath.Join(dst, "skipme")); err == nil {
-				t.Error("skipped file was copied")
-			}
-			left, _ := os.ReadDir(src)
-			var names []string
-			for _, e := range left {
-				names = append(names, e.Name())
-			}
-			want := []string{"bin", "fifo", "ro", "skipme", "usr"}
-			if move {
-				want = []string{"skipme"}
-			}
-			if !reflect.DeepEqual(names, want) {
-				t.Errorf("left in the source: %q, want %q", names, want)
-			}
-		})
-	}
-}
-
-func TestCopyTreeFailsOnExistingFile(t *testing.T) {
-	src, dst := t.TempDir(), t.TempDir()
-	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("new"), 0o644))
-	must(t, os.WriteFile(filepath.Join(dst, "f"), []byte("old"), 0o644))
-	err := CopyTree(src, dst, CopyOptions{Move: true})
-	if err == nil || !strings.Contains(err.Error(), filepath.Join(src, "f")) {
-		t.Fatalf("err = %v, want one naming the file", err)
-	}
-	if _, err := os.Stat(filepath.Join(src, "f")); err != nil {
-		t.Fatal("a file that failed to copy was removed from the source")
 	}
 }
 
@@ -242,11 +170,4 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-func stat(t *testing.T, p string) unix.Stat_t {
-	t.Helper()
-	var st unix.Stat_t
-	must(t, unix.Lstat(p, &st))
-	return st
 }

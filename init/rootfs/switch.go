@@ -10,24 +10,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// NewRootDir is where MoveToTmpfs builds the new root before switching to it.
+// NewRootDir is where BindRoot mounts the new root before switching to it.
 const NewRootDir = "/.kiln-root"
 
-// MoveToTmpfs moves the initramfs root into a fresh tmpfs and makes that the root, so that
-// container runtimes can use pivot_root (which the kernel refuses on the initial rootfs).
-// Files are moved one by one (copied, then removed), so the move needs little extra memory.
-// mounts is the current mount table; mounts directly under "/" are moved along.
-func MoveToTmpfs(mounts []MountInfo) error {
+// BindRoot makes the initramfs root usable by container runtimes without copying a byte.
+// pivot_root(2) refuses a root mount that has no parent, which the kernel's initial rootfs
+// never has; a bind mount of that same tree does. So BindRoot binds "/" (not recursively) onto
+// NewRootDir, moves the mounts in it along and switches to it with MS_MOVE and chroot, then
+// removes the empty NewRootDir seen inside. The tree, its memory and its file system (a tmpfs
+// when the command line names no root=) stay as they were. mounts is the current mount table.
+func BindRoot(mounts []MountInfo) error {
 	if err := os.Mkdir(NewRootDir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("make %s for the new root: %w", NewRootDir, err)
 	}
-	if err := unix.Mount("tmpfs", NewRootDir, "tmpfs", 0, "mode=0755"); err != nil {
-		return fmt.Errorf("mount a tmpfs on %s for the new root: %w", NewRootDir, err)
+	if err := unix.Mount("/", NewRootDir, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind the initramfs root onto %s: %w", NewRootDir, err)
 	}
-	if err := CopyTree("/", NewRootDir, CopyOptions{Skip: []string{NewRootDir}, Move: true}); err != nil {
-		return fmt.Errorf("move the initramfs into the new root: %w", err)
+	if err := SwitchRoot(NewRootDir, TopMounts(mounts)); err != nil {
+		return err
 	}
-	return SwitchRoot(NewRootDir, TopMounts(mounts))
+	// The bind shows the mount point itself as an empty folder of the new root.
+	if err := os.Remove(NewRootDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove %s after the switch: %w", NewRootDir, err)
+	}
+	return nil
 }
 
 // TopMounts returns the mount points that sit directly on the visible "/" mount, except
