@@ -76,8 +76,8 @@ func (b budget) String() string {
 	var sum time.Duration
 	for _, r := range b.rows {
 		sum += r.d
-		fmt.Fprintf(&s, "  %-58s %7.2f s  (%6.2f s)\n", r.part, r.d.Seconds(), sum.Seconds())
+		fmt.Fprintf(&s, "  %-64s %7.2f s  (%6.2f s)\n", r.part, r.d.Seconds(), sum.Seconds())
 	}
-	fmt.Fprintf(&s, "  %-58s %7.2f s\n", "sum", b.total().Seconds())
+	fmt.Fprintf(&s, "  %-64s %7.2f s\n", "sum", b.total().Seconds())
 	return s.String()
 }
