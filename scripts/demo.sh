@@ -5,7 +5,7 @@
 #
 #   1. the Debian seed (tools/debian-base/seed.sh: mmdebstrap, no base image)
 #   2. the packages with BuildKit (kiln pkg build): debian-base, go, kernel, init, runc,
-#      containerd, hello
+#      containerd, hello, shell
 #   3. the system (kiln build -format kernel+initrd), twice, compared byte for byte
 #   4. the boot (internal/cmd/bootcheck): onboot runs, services come up under containerd,
 #      `ctr tasks ls` in the console shell lists them, `kill -TERM 1` powers off cleanly
@@ -24,7 +24,7 @@ export KILN_CACHE=$OUT/cache KILN_BUILDER_ROOT=$OUT/builder KILN=$KILN
 export KILN_BUILDKITD=${KILN_BUILDKITD:-$PWD/bin/buildkitd} KILN_RUNC=${KILN_RUNC:-$PWD/bin/runc}
 : "${GOPROXY_URL:=$(go env GOPROXY | cut -d, -f1)}"
 export GOPROXY_URL
-PACKAGES=(tools/debian-base tools/go kernel kernel/virt init system/runc system/containerd services/hello)
+PACKAGES=(tools/debian-base tools/go kernel kernel/virt init system/runc system/containerd services/hello services/shell)
 
 step() { printf '\n==> %s\n' "$*"; }
 die() {

@@ -10,7 +10,7 @@ import (
 )
 
 // minimalPackages are the packages images/minimal.yml names.
-var minimalPackages = []string{"kernel/virt", "init", "system/runc", "system/containerd", "services/hello", "tools/debian-base"}
+var minimalPackages = []string{"kernel/virt", "init", "system/runc", "system/containerd", "services/hello", "services/shell"}
 
 // markerTimeout is how long one console marker may take under software emulation, with two
 // VMs sharing two cores and other tests running.
