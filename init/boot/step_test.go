@@ -203,7 +203,7 @@ func TestSystemOrder(t *testing.T) {
 		seen[s.Name] = true
 		names = append(names, s.Name)
 	}
-	want := []string{"switch-root", "mount", "cmdline", "cgroups", "modules", "power-button", "loopback", "hostname", "rootfs", "onboot", "containerd", "services"}
+	want := []string{"initramfs", "switch-root", "mount", "cmdline", "cgroups", "modules", "power-button", "loopback", "hostname", "rootfs", "onboot", "containerd", "services"}
 	if !reflect.DeepEqual(names, want) {
 		t.Fatalf("steps %q\nwant %q", names, want)
 	}

@@ -20,6 +20,7 @@ import (
 // System is the boot of a kiln system, in order.
 func System() []Step {
 	return []Step{
+		{Name: "initramfs", Policy: Fatal, Run: checkInitramfs},
 		{Name: "switch-root", Policy: Fatal, Run: switchRoot},
 		{Name: "mount", Policy: Fatal, Run: mountBase},
 		{Name: "cmdline", Policy: Continue, Run: readCmdline},
@@ -35,7 +36,7 @@ func System() []Step {
 	}
 }
 
-// switchRoot moves an initramfs root to a tmpfs so that runc's pivot_root works.
+// switchRoot makes the initramfs root a bind of itself so that runc's pivot_root works.
 func switchRoot(_ context.Context, s *State) error {
 	proc := rootfs.Mount{Source: "proc", Target: "/proc", FSType: "proc"}
 	if err := proc.Create("/"); err != nil {
