@@ -210,7 +210,7 @@ func benchSmall(c config, t *table) error {
 	if err != nil {
 		return fmt.Errorf("seeding: %w", err)
 	}
-	system := "kernel:\n  image: kiln/bench-kernel:v1\n  cmdline: console=ttyS0\nservices:\n"
+	system := "kernel:\n  image: kiln/bench-kernel:v1\n  cmdline: console=ttyS0\ninit:\n  - kiln/bench-init:v1\nservices:\n"
 	for i := range 5 {
 		system += fmt.Sprintf("  - name: svc%d\n    image: kiln/bench-small:v1\n", i)
 	}

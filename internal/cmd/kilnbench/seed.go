@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/kiln-os/kiln/assemble"
 	"github.com/kiln-os/kiln/internal/ocicache"
 )
 
@@ -47,6 +48,9 @@ func seedOnce(cacheDir string, fill func(c *ocicache.Cache, scratch string) (int
 	if err := seedKernel(c); err != nil {
 		return 0, err
 	}
+	if err := seedInit(c); err != nil {
+		return 0, err
+	}
 	n, err := fill(c, scratch)
 	if err != nil {
 		return 0, err
@@ -71,13 +75,28 @@ func seedKernel(c *ocicache.Cache) error {
 	return writeImage(c, "kiln/bench-kernel:v1", kernel)
 }
 
+// seedInit writes kiln/bench-init:v1, a placeholder PID 1 that declares what kiln's init
+// does (assemble.InitSharedRootfsLabel), so systems of several containers from one image are
+// laid out as with kiln's init: one copy of the image.
+func seedInit(c *ocicache.Cache) error {
+	l, err := tarLayer(map[string][]byte{"init": []byte("placeholder init for the benchmark\n")})
+	if err != nil {
+		return err
+	}
+	return writeImageLabels(c, "kiln/bench-init:v1", map[string]string{assemble.InitSharedRootfsLabel: "true"}, l)
+}
+
 func writeImage(c *ocicache.Cache, ref string, layers ...v1.Layer) error {
+	return writeImageLabels(c, ref, nil, layers...)
+}
+
+func writeImageLabels(c *ocicache.Cache, ref string, labels map[string]string, layers ...v1.Layer) error {
 	img, err := mutate.AppendLayers(empty.Image, layers...)
 	if err != nil {
 		return err
 	}
 	img, err = mutate.ConfigFile(img, &v1.ConfigFile{OS: "linux", Architecture: "amd64",
-		Config: v1.Config{Entrypoint: []string{"/bin/sh"}}})
+		Config: v1.Config{Entrypoint: []string{"/bin/sh"}, Labels: labels}})
 	if err != nil {
 		return err
 	}
