@@ -105,6 +105,19 @@ func (s *summary) event(e event) {
 				// Package-level output: a panic, a TestMain failure, a timeout.
 				fmt.Fprint(s.out, strings.Join(lines, ""))
 			}
+			// Tests that never ended (the binary timed out, panicked or was killed): their
+			// output holds the reason, a goroutine dump for a timeout.
+			var open []key
+			for ok := range s.logs {
+				if ok.pkg == e.Package && ok.test != "" {
+					open = append(open, ok)
+				}
+			}
+			sort.Slice(open, func(i, j int) bool { return open[i].test < open[j].test })
+			for _, ok := range open {
+				fmt.Fprintf(s.out, "--- UNFINISHED %s %s\n%s", ok.pkg, ok.test, strings.Join(s.logs[ok], ""))
+				delete(s.logs, ok)
+			}
 			s.failures = append(s.failures, e.Package)
 		} else {
 			s.failed++

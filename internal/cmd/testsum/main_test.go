@@ -16,6 +16,7 @@ func TestSummary(t *testing.T) {
 		`{"Action":"skip","Package":"p","Test":"TestB"}`,
 		`{"Action":"output","Package":"p","Test":"TestC","Output":"    c_test.go:3: got 1, want 2\n"}`,
 		`{"Action":"fail","Package":"p","Test":"TestC","Elapsed":7}`,
+		`{"Action":"output","Package":"p","Test":"TestHang","Output":"goroutine 7 [chan receive]:\n"}`,
 		`{"Action":"fail","Package":"p","Elapsed":8}`,
 		`go: downloading example.com/m v1.0.0`,
 		`{"Action":"pass","Package":"q","Test":"TestSlow","Elapsed":9}`,
@@ -34,6 +35,7 @@ func TestSummary(t *testing.T) {
 		for _, want := range []string{
 			"--- FAIL p TestC (7.0s)\n    c_test.go:3: got 1, want 2\n",
 			"FAIL p 8.0s",
+			"--- UNFINISHED p TestHang\ngoroutine 7 [chan receive]:\n",
 			"ok   q 9.0s",
 			"--- PASS q TestSlow (9.0s)",
 			"p TestB: b_test.go:9: no registry (run make tools)",
