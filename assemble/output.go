@@ -13,6 +13,7 @@ import (
 
 	"github.com/kiln-os/kiln/internal/archive"
 	"github.com/kiln-os/kiln/internal/atomicfile"
+	"github.com/kiln-os/kiln/internal/layers"
 )
 
 // Output file names. Each takes the output prefix, NAME or a path ending in NAME
@@ -338,7 +339,7 @@ func (t *tarKernelInitrd) Close() error {
 			return err
 		}
 		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: m.name, Mode: 0o644, Size: size}
-		if err := tw.WriteEntry(archive.Entry{Header: hdr}, ctxReader{t.o.ctx, m.f}); err != nil {
+		if err := tw.WriteEntry(archive.Entry{Header: hdr}, layers.ContextReader(t.o.ctx, m.f)); err != nil {
 			return fmt.Errorf("writing %s into the tar: %w", m.name, err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/kiln-os/kiln/internal/archive"
+	"github.com/kiln-os/kiln/internal/layers"
 )
 
 // tree is the archive.Writer every part of the system is written through. It keeps the
@@ -149,26 +150,13 @@ func (t *tree) WriteEntry(e archive.Entry, body io.Reader) error {
 	h := *e.Header
 	h.Name = name
 	if body != nil {
-		body = ctxReader{t.ctx, body}
+		body = layers.ContextReader(t.ctx, body)
 	}
 	return t.w.WriteEntry(archive.Entry{Header: &h, Links: e.Links}, body)
 }
 
 // Close implements archive.Writer.
 func (t *tree) Close() error { return t.w.Close() }
-
-// ctxReader stops reading once its context is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
 
 func typeName(flag byte) string {
 	switch flag {

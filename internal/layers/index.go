@@ -315,6 +315,10 @@ func abandon(rc io.ReadCloser) {
 	_ = rc.Close()
 }
 
+// ContextReader returns a reader of r that fails with ctx's error once ctx is done, so a
+// cancelled build stops in the middle of a large body.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
 // ctxReader stops reading once its context is done.
 type ctxReader struct {
 	ctx context.Context
