@@ -94,42 +94,59 @@ type Service struct {
 	done     chan struct{}
 }
 
-// StartAll loads every bundle in dir and starts each service in name order. It returns once
-// every service has started or failed its first start; services that failed go on being
-// retried by their restart policy. up and failed name the services of each kind.
+// StartAll loads every bundle in dir and starts all the services at once, as LinuxKit does:
+// no service waits for another (a system that needs an order says so in its services, by
+// waiting for what they need). It returns once every service has started or failed its
+// first start; services that failed go on being retried by their restart policy. up and
+// failed name the services of each kind, in name order.
 func (s *Services) StartAll(ctx context.Context, dir string) (up, failed []string, err error) {
 	bundles, err := bundle.List(dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, b := range bundles {
-		svc, err := s.newService(ctx, b)
-		if err != nil {
-			s.Console.Printf("service %s not started: %v", b.Name, err)
-			failed = append(failed, b.Name)
-			continue
-		}
-		s.mu.Lock()
-		s.list = append(s.list, svc)
-		s.mu.Unlock()
-		first := make(chan error, 1)
-		guard.Go("supervisor of service "+b.Name, s.Console.Panic, func() { svc.run(first) })
-		select {
-		case err = <-first:
-		case <-svc.done:
-			select {
-			case err = <-first:
-			default:
-				err = errors.New("its supervisor ended before the first start")
-			}
-		}
-		if err != nil {
+	errs := make([]error, len(bundles))
+	var wg sync.WaitGroup
+	for i, b := range bundles {
+		wg.Add(1)
+		errs[i] = errors.New("its start ended in a panic")
+		guard.Go("start of service "+b.Name, s.Console.Panic, func() {
+			defer wg.Done()
+			errs[i] = s.start(ctx, b)
+		})
+	}
+	wg.Wait()
+	for i, b := range bundles {
+		if errs[i] != nil {
 			failed = append(failed, b.Name)
 			continue
 		}
 		up = append(up, b.Name)
 	}
 	return up, failed, nil
+}
+
+// start prepares one service, starts its supervisor and waits for its first start.
+func (s *Services) start(ctx context.Context, b *bundle.Bundle) error {
+	svc, err := s.newService(ctx, b)
+	if err != nil {
+		s.Console.Printf("service %s not started: %v", b.Name, err)
+		return err
+	}
+	s.mu.Lock()
+	s.list = append(s.list, svc)
+	s.mu.Unlock()
+	first := make(chan error, 1)
+	guard.Go("supervisor of service "+b.Name, s.Console.Panic, func() { svc.run(first) })
+	select {
+	case err = <-first:
+	case <-svc.done:
+		select {
+		case err = <-first:
+		default:
+			err = errors.New("its supervisor ended before the first start")
+		}
+	}
+	return err
 }
 
 func (s *Services) newService(ctx context.Context, b *bundle.Bundle) (*Service, error) {
