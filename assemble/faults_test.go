@@ -167,22 +167,22 @@ func assertSafeStream(t *testing.T, hdrs []*tar.Header) {
 // the symlink.
 func TestTreeSymlinkParent(t *testing.T) {
 	link := func(tr *tree) error {
-		tr.owner = "part L"
+		tr.setOwner("part L")
 		return tr.WriteEntry(archive.Entry{Header: &tar.Header{Typeflag: tar.TypeSymlink, Name: "x", Linkname: "/etc"}}, nil)
 	}
 	below := func(tr *tree) error {
-		tr.owner = "part D"
+		tr.setOwner("part D")
 		if err := tr.WriteEntry(archive.Entry{Header: &tar.Header{Typeflag: tar.TypeDir, Name: "x", Mode: 0o755}}, nil); err != nil {
 			return err
 		}
 		return tr.WriteEntry(regular("x/passwd", 0o644, 4), strings.NewReader("evil"))
 	}
 	implicit := func(tr *tree) error { // no directory entry: the tree would synthesise x
-		tr.owner = "part F"
+		tr.setOwner("part F")
 		return tr.WriteEntry(regular("x/passwd", 0o644, 4), strings.NewReader("evil"))
 	}
 	file := func(tr *tree) error {
-		tr.owner = "part R"
+		tr.setOwner("part R")
 		return tr.WriteEntry(regular("x", 0o644, 1), strings.NewReader("r"))
 	}
 	cases := []struct {

@@ -29,14 +29,14 @@ func (b *builder) writeSystem(ctx context.Context, sys *config.System, res resol
 	t := newTree(ctx, w, b.warn)
 	b.containerIDs = spec.AllocateContainerIDs(sys)
 	if sys.Kernel != nil {
-		t.owner = "kernel " + sys.Kernel.Image
+		t.setOwner("kernel " + sys.Kernel.Image)
 		b.log("adding kernel %s", sys.Kernel.Image)
 		if err := b.writeKernel(ctx, t, sys.Kernel, res[sys.Kernel.Image]); err != nil {
 			return fmt.Errorf("kernel %s: %w", sys.Kernel.Image, err)
 		}
 	}
 	for _, ref := range sys.Init {
-		t.owner = "init image " + ref
+		t.setOwner("init image " + ref)
 		b.log("adding init %s", ref)
 		if _, err := layers.Flatten(ctx, imageLayers(res[ref]), t); err != nil {
 			return fmt.Errorf("init image %s: %w", ref, err)
@@ -58,7 +58,7 @@ func (b *builder) writeSystem(ctx context.Context, sys *config.System, res resol
 		shared = sharedSet{}
 	}
 	for _, si := range shared.order {
-		t.owner = "shared image " + si.ref
+		t.setOwner("shared image " + si.ref)
 		b.log("adding %s once for its %d containers", si.ref, si.users)
 		if _, err := layers.Flatten(ctx, imageLayers(res[si.ref]), t, layers.WithPrefix(si.dir+"/rootfs")); err != nil {
 			return fmt.Errorf("image %s (shared by %d containers): %w", si.ref, si.users, err)
@@ -66,7 +66,7 @@ func (b *builder) writeSystem(ctx context.Context, sys *config.System, res resol
 	}
 	for _, s := range sections {
 		for i, img := range s.images {
-			t.owner = s.kind + " container " + img.Name
+			t.setOwner(s.kind + " container " + img.Name)
 			b.log("adding %s %s (%s)", s.kind, img.Name, img.Image)
 			if err := b.writeContainer(ctx, t, s.dir(i, img.Name), img, res[img.Image], shared.lower(res[img.Image])); err != nil {
 				return fmt.Errorf("%s container %s: %w", s.kind, img.Name, err)
@@ -74,7 +74,7 @@ func (b *builder) writeSystem(ctx context.Context, sys *config.System, res resol
 		}
 	}
 	for _, v := range sys.Volumes {
-		t.owner = "volume " + v.Name
+		t.setOwner("volume " + v.Name)
 		if err := b.writeVolume(ctx, t, v, res); err != nil {
 			return fmt.Errorf("volume %s: %w", v.Name, err)
 		}
@@ -83,7 +83,7 @@ func (b *builder) writeSystem(ctx context.Context, sys *config.System, res resol
 		b.log("adding %d files", len(sys.Files))
 	}
 	for _, f := range sys.Files {
-		t.owner = "files entry " + f.Path
+		t.setOwner("files entry " + f.Path)
 		if err := b.writeFile(t, sys, res, f); err != nil {
 			return fmt.Errorf("files: %s: %w", f.Path, err)
 		}

@@ -33,25 +33,39 @@ import (
 type tree struct {
 	ctx context.Context
 	w   archive.Writer
-	// dirs maps every directory written (or synthesised as a parent) to the part that wrote it.
-	dirs map[string]string
+	// dirs maps every directory written (or synthesised as a parent) to the part that wrote
+	// it (an index into owners).
+	dirs map[string]uint32
 	// others records every non-directory written, so that a later image overwriting a file is
 	// reported rather than silently producing two members, and that nothing is ever written
 	// below it.
 	others map[string]nonDir
-	// owner names what is being written now ("onboot image dhcpcd"), for messages.
-	owner string
-	warn  func(format string, args ...any)
+	// owner names what is being written now ("onboot image dhcpcd"), for messages; owners
+	// holds every owner so far, the last being owner. The maps keep indexes into it: a
+	// system of 100,000 files costs one string per path and a few bytes more.
+	owner  string
+	owners []string
+	warn   func(format string, args ...any)
 }
 
 type nonDir struct {
 	typ   byte
-	owner string
+	owner uint32
 }
 
 func newTree(ctx context.Context, w archive.Writer, warn func(string, ...any)) *tree {
-	return &tree{ctx: ctx, w: w, dirs: map[string]string{}, others: map[string]nonDir{}, warn: warn}
+	return &tree{ctx: ctx, w: w, dirs: map[string]uint32{}, others: map[string]nonDir{}, warn: warn,
+		owners: []string{""}}
 }
+
+// setOwner names the part of the system written from now on.
+func (t *tree) setOwner(name string) {
+	t.owner = name
+	t.owners = append(t.owners, name)
+}
+
+// cur is the index of the current owner.
+func (t *tree) cur() uint32 { return uint32(len(t.owners) - 1) }
 
 // mkdirAll writes name and any missing parents as plain directories.
 func (t *tree) mkdirAll(name string) error {
@@ -76,7 +90,7 @@ func (t *tree) mkdirs(name string) error {
 	if err := t.mkdirs(path.Dir(name)); err != nil {
 		return err
 	}
-	t.dirs[name] = t.owner
+	t.dirs[name] = t.cur()
 	return t.w.WriteEntry(archive.Entry{Header: &tar.Header{
 		Typeflag: tar.TypeDir, Name: name, Mode: 0o755,
 	}}, nil)
@@ -96,11 +110,11 @@ func (t *tree) checkParents(name string, self bool) error {
 		}
 		if p == name {
 			return fmt.Errorf("%s: /%s is a directory here but a %s in %s; a path must be a directory in every part or in none",
-				t.owner, name, typeName(nd.typ), nd.owner)
+				t.owner, name, typeName(nd.typ), t.owners[nd.owner])
 		}
 		return fmt.Errorf("%s: /%s lies below /%s, which is a %s in %s; kiln never writes a path below a %s "+
 			"(unpacking it could write outside the target folder): make /%s a directory in both, or drop one",
-			t.owner, name, p, typeName(nd.typ), nd.owner, typeName(nd.typ), p)
+			t.owner, name, p, typeName(nd.typ), t.owners[nd.owner], typeName(nd.typ), p)
 	}
 	return nil
 }
@@ -124,11 +138,11 @@ func (t *tree) WriteEntry(e archive.Entry, body io.Reader) error {
 		if err := t.mkdirs(path.Dir(name)); err != nil {
 			return err
 		}
-		t.dirs[name] = t.owner
+		t.dirs[name] = t.cur()
 	} else {
 		if prev, ok := t.dirs[name]; ok {
 			return fmt.Errorf("%s: /%s is a %s here but a directory in %s; a path must be a directory in every part or in none",
-				t.owner, name, typeName(e.Typeflag), prev)
+				t.owner, name, typeName(e.Typeflag), t.owners[prev])
 		}
 		if err := t.checkParents(name, false); err != nil {
 			return err
@@ -143,9 +157,9 @@ func (t *tree) WriteEntry(e archive.Entry, body io.Reader) error {
 			return err
 		}
 		if prev, ok := t.others[name]; ok && t.warn != nil {
-			t.warn("%s overwrites /%s from %s", t.owner, name, prev.owner)
+			t.warn("%s overwrites /%s from %s", t.owner, name, t.owners[prev.owner])
 		}
-		t.others[name] = nonDir{typ: e.Typeflag, owner: t.owner}
+		t.others[name] = nonDir{typ: e.Typeflag, owner: t.cur()}
 	}
 	h := *e.Header
 	h.Name = name

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -49,6 +50,13 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
+	// Most of a build's live heap is its index of paths (a few hundred bytes each); at Go's
+	// default GOGC=100 the heap grows to twice that between collections. At 50 a build of
+	// 100,000 files peaks about 15% lower in memory for about 2% more CPU (docs/performance.md).
+	// GOGC in the environment wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 	// KILN_CPUPROFILE=FILE writes a CPU profile of the run (for `go tool pprof`).
 	if p := os.Getenv("KILN_CPUPROFILE"); p != "" {
 		if f, err := os.Create(p); err == nil {
@@ -61,6 +69,14 @@ func main() {
 	stop()
 	if os.Getenv("KILN_CPUPROFILE") != "" {
 		pprof.StopCPUProfile()
+	}
+	// KILN_MEMPROFILE=FILE writes a heap profile at the end of the run: what was allocated
+	// where (`go tool pprof -sample_index=alloc_space`) and what was still in use.
+	if p := os.Getenv("KILN_MEMPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			_ = pprof.Lookup("heap").WriteTo(f, 0)
+			_ = f.Close()
+		}
 	}
 	os.Exit(code)
 }

@@ -58,7 +58,7 @@ type CpioWriter struct {
 	out      *bufio.Writer
 	off      int64 // bytes written so far
 	nextIno  uint32
-	targets  map[string]*cpioNode // every non-directory name written; nil when it announced no links
+	targets  map[string]*cpioNode // every file written that announced hard links, and the links to it
 	pending  int                  // announced hard links not written yet
 	dropped  int
 	err      error
@@ -227,13 +227,9 @@ func (c *CpioWriter) writeEntry(e Entry, body io.Reader) error {
 
 	c.nextIno++
 	c.dropped += len(x)
-	if h.mode&modeType != modeDir {
-		var node *cpioNode
-		if e.Links > 0 {
-			node = &cpioNode{name: e.Name, hdr: h, links: e.Links}
-			c.pending += e.Links
-		}
-		c.targets[e.Name] = node
+	if h.mode&modeType != modeDir && e.Links > 0 {
+		c.targets[e.Name] = &cpioNode{name: e.Name, hdr: h, links: e.Links}
+		c.pending += e.Links
 	}
 	return nil
 }
@@ -249,9 +245,8 @@ func (c *CpioWriter) writeLink(e Entry) error {
 	node, ok := c.targets[e.Linkname]
 	switch {
 	case !ok:
-		return fmt.Errorf("hard link target %q was not written earlier in this archive (or is a directory)", e.Linkname)
-	case node == nil:
-		return fmt.Errorf("hard link target %q did not announce hard links (Entry.Links is 0); the kernel would not link them", e.Linkname)
+		return fmt.Errorf("hard link target %q was not written earlier in this archive as a file that announced hard links "+
+			"(it is missing, a directory, or its Entry.Links was 0, and the kernel would not link them)", e.Linkname)
 	case node.written >= node.links:
 		return fmt.Errorf("hard link target %q announced %d hard links; this is one more", e.Linkname, node.links)
 	}

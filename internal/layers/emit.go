@@ -175,8 +175,8 @@ func (e *emitter) writeNode(n *node, typ byte, h *tar.Header, body io.Reader) er
 		if !g.head.emitted {
 			return fmt.Errorf("internal error: hard link %q before its target", n.rel())
 		}
-		// head.out is an output name: it carries the prefix already.
-		return e.write(n, tar.Header{Typeflag: tar.TypeLink, Linkname: g.head.out}, 0, nil)
+		// g.out is an output name: it carries the prefix already.
+		return e.write(n, tar.Header{Typeflag: tar.TypeLink, Linkname: g.out}, 0, nil)
 	}
 }
 
@@ -193,8 +193,11 @@ func (e *emitter) write(n *node, h tar.Header, links int, body io.Reader) error 
 	}
 	// Only what later entries name is kept: directories (their children's names start with
 	// theirs) and the members hard links point at.
-	if n.isDir() || (n.group != nil && n.group.head == n) {
+	switch {
+	case n.isDir():
 		n.out = out
+	case n.group != nil && n.group.head == n:
+		n.group.out = out
 	}
 	h.Name = out
 	if h.PAXRecords != nil {

@@ -31,21 +31,28 @@ func (p pos) valid() bool { return p.layer >= 0 }
 
 // node is one path of the flattened view as pass 1 leaves it. Nodes that an upper layer
 // removes are detached from the tree (they may still be referenced as hard-link sources).
+// A build keeps one per path, so what only directories need is in dirNode: a file's node is 64
+// bytes.
 type node struct {
 	name     string
 	parent   *node
-	children map[string]*node // non-nil exactly for directories
-	hdr      *tar.Header      // directories: cleaned header of the winning entry, nil when synthesised
-	at       pos              // entry written by pass 2 (for directories: the first one naming it)
-	typ      byte             // non-directories: the normalised type flag of the winning entry
-	group    *group           // non-directories sharing content through hard links
+	*dirNode        // non-nil exactly for directories
+	group    *group // non-directories sharing content through hard links
+	at       pos    // entry written by pass 2 (for directories: the first one naming it)
+	typ      byte   // non-directories: the normalised type flag of the winning entry
 
-	visible bool   // reachable from the root once every layer is indexed
-	emitted bool   // pass 2: written
-	out     string // pass 2: output name, once written (directories and hard-link heads only)
+	visible bool // reachable from the root once every layer is indexed
+	emitted bool // pass 2: written
 }
 
-func (n *node) isDir() bool { return n.children != nil }
+// dirNode is what a directory's node has beyond a file's.
+type dirNode struct {
+	children map[string]*node
+	hdr      *tar.Header // cleaned header of the winning entry, nil when synthesised
+	out      string      // pass 2: output name, once written
+}
+
+func (n *node) isDir() bool { return n.dirNode != nil }
 
 // rel is the path of n relative to the image root ("." for the root).
 func (n *node) rel() string {
@@ -97,6 +104,7 @@ type group struct {
 	// Pass 2.
 	hdr       *tar.Header // cleaned header of src
 	off, size int64       // spooled content
+	out       string      // output name of head, once written
 }
 
 // event is something pass 2 must do at one entry of a layer.
@@ -132,7 +140,7 @@ const (
 )
 
 func newDir(name string, parent *node, hdr *tar.Header, at pos) *node {
-	return &node{name: name, parent: parent, children: map[string]*node{}, hdr: hdr, at: at}
+	return &node{name: name, parent: parent, dirNode: &dirNode{children: map[string]*node{}, hdr: hdr}, at: at}
 }
 
 // buildIndex is pass 1. The headers of the layers are read in parallel (at most
@@ -610,8 +618,10 @@ func (x *index) finish() {
 		if n != x.root && n.at.valid() {
 			counts[n.at.layer]++
 		}
-		for _, c := range n.children {
-			walk(c)
+		if n.isDir() {
+			for _, c := range n.children {
+				walk(c)
+			}
 		}
 	}
 	walk(x.root)
@@ -628,8 +638,10 @@ func (x *index) finish() {
 		if n != x.root && n.at.valid() {
 			x.events[n.at.layer] = append(x.events[n.at.layer], event{idx: n.at.idx, n: n})
 		}
-		for _, c := range n.children {
-			collect(c)
+		if n.isDir() {
+			for _, c := range n.children {
+				collect(c)
+			}
 		}
 	}
 	collect(x.root)
