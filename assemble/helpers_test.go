@@ -72,7 +72,14 @@ func testImage(t testing.TB, arch string, cfg v1.Config, layers ...[]file) v1.Im
 			t.Fatal(err)
 		}
 	}
-	img, err := mutate.ConfigFile(img, &v1.ConfigFile{OS: "linux", Architecture: arch, Config: cfg})
+	// Keep the RootFS (the DiffIDs) that AppendLayers computed, as every real image has.
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture, cf.Config = "linux", arch, cfg
+	img, err = mutate.ConfigFile(img, cf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,10 +3,14 @@ package assemble
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"os"
 	"sort"
 	"sync/atomic"
 
@@ -34,6 +38,11 @@ func imageLayers(r *resolved) []layers.Layer { return ImageLayers(r.image, r.ref
 // and a blob is checked against its digest once per list: once a read has gone through the
 // whole blob and found it intact, later opens of the same layer read it without hashing and
 // do not read past what the flattener needs.
+//
+// A compressed layer from the cache is decompressed once: the first read that goes through
+// it whole also writes its uncompressed tar into the cache (ocicache.CreateUnpackedLayer),
+// and every later open reads that copy, checked against the layer's DiffID once per list.
+// KILN_UNPACKED_LAYERS=0 turns this off (the copies cost as much disk as the content).
 func ImageLayers(img v1.Image, ref string) []layers.Layer {
 	ls, err := img.Layers()
 	if err != nil {
@@ -42,12 +51,21 @@ func ImageLayers(img v1.Image, ref string) []layers.Layer {
 		})}
 	}
 	c := ocicache.CacheOf(img)
+	// The DiffIDs come from the config: a cache layer's own DiffID method decompresses it.
+	var diffIDs []v1.Hash
+	if cf, err := img.ConfigFile(); err == nil && c != nil && os.Getenv("KILN_UNPACKED_LAYERS") != "0" &&
+		len(cf.RootFS.DiffIDs) == len(ls) {
+		diffIDs = cf.RootFS.DiffIDs
+	}
 	out := make([]layers.Layer, len(ls))
 	for i, l := range ls {
 		il := &imageLayer{l: l}
 		if c != nil {
 			if d, err := l.Digest(); err == nil {
 				il.store = &layerIndexStore{c: c, h: d}
+				if diffIDs != nil && diffIDs[i] != d && diffIDs[i].Algorithm == "sha256" {
+					il.diffID = diffIDs[i]
+				}
 			}
 		}
 		out[i] = il
@@ -61,6 +79,11 @@ type imageLayer struct {
 	store *layerIndexStore // nil when the image is not from the cache
 	// verified: a read went through the whole cache blob and its digest matched.
 	verified atomic.Bool
+	// diffID is the digest of the uncompressed layer when it has (or gets) an unpacked copy
+	// in the cache; zero otherwise.
+	diffID v1.Hash
+	// copyVerified: a read went through the whole unpacked copy and it matched diffID.
+	copyVerified atomic.Bool
 }
 
 func (il *imageLayer) Open() (io.ReadCloser, error) { return openLayer(il) }
@@ -89,6 +112,11 @@ func (s *layerIndexStore) WriteIndex(write func(io.Writer) error) error {
 // standard library's gzip).
 func openLayer(il *imageLayer) (io.ReadCloser, error) {
 	l := il.l
+	if il.diffID.Hex != "" {
+		if f, err := il.store.c.OpenUnpackedLayer(il.store.h); err == nil {
+			return newCopyReader(il, f), nil
+		}
+	}
 	mt, err := l.MediaType()
 	if err != nil {
 		return nil, err
@@ -116,6 +144,7 @@ func openLayer(il *imageLayer) (io.ReadCloser, error) {
 			return nil, fmt.Errorf("layer %s: %w", digestOf(l), err)
 		}
 		d.Reader, d.closeZ = zr, zr.Close
+		d.teeCopy(il)
 		return d, nil
 	case types.OCIUncompressedLayer, types.OCIUncompressedRestrictedLayer, types.DockerUncompressedLayer:
 		d.Reader = raw
@@ -127,6 +156,7 @@ func openLayer(il *imageLayer) (io.ReadCloser, error) {
 			return nil, fmt.Errorf("layer %s: %w", digestOf(l), err)
 		}
 		d.Reader, d.closeZ = zr, func() error { zr.Close(); return nil }
+		d.teeCopy(il)
 		return d, nil
 	}
 	raw.Close()
@@ -155,13 +185,48 @@ type decompressed struct {
 	trusted bool
 	// verified, when not nil, is set once Close has found the whole blob intact.
 	verified *atomic.Bool
+	// copy, when not nil, receives the uncompressed stream (hashed into sum), to be kept as
+	// the layer's unpacked copy if the whole stream is read, the blob is intact and sum
+	// matches diffID.
+	copy   *ocicache.UnpackedWriter
+	sum    hash.Hash
+	diffID v1.Hash
 }
 
-func (d *decompressed) Close() error {
+// teeCopy makes d write the layer's unpacked copy as it is read, when the layer should have
+// one and this read will check the blob (a trusted read may stop early).
+func (d *decompressed) teeCopy(il *imageLayer) {
+	if il.diffID.Hex == "" || d.trusted {
+		return
+	}
+	u, err := il.store.c.CreateUnpackedLayer(il.store.h)
+	if err != nil {
+		return // no copy: the next build decompresses again
+	}
+	d.copy, d.sum, d.diffID = u, sha256.New(), il.diffID
+	d.Reader = io.TeeReader(d.Reader, io.MultiWriter(d.sum, u))
+}
+
+// endCopy keeps the unpacked copy when the whole stream went through intact, else drops it.
+func (d *decompressed) endCopy(ok bool) {
+	if d.copy == nil {
+		return
+	}
+	u := d.copy
+	d.copy = nil
+	if ok && hex.EncodeToString(d.sum.Sum(nil)) == d.diffID.Hex {
+		_ = u.Commit() // a cache that cannot keep it costs the next build time only
+		return
+	}
+	u.Abort()
+}
+
+func (d *decompressed) Close() (err error) {
 	if d.trusted {
 		d.Abandon()
 		return nil
 	}
+	defer func() { d.endCopy(err == nil) }()
 	var errs []error
 	if _, err := io.Copy(io.Discard, d.Reader); err != nil {
 		errs = append(errs, err)
@@ -206,6 +271,7 @@ func (d *decompressed) Read(p []byte) (int, error) {
 // Abandon closes both streams without reading the rest (layers.Abandoner): a cancelled build
 // must not decompress the rest of a large layer first.
 func (d *decompressed) Abandon() {
+	d.endCopy(false)
 	if d.closeZ != nil {
 		_ = d.closeZ()
 	}
@@ -293,3 +359,61 @@ func writeOCILayout(w archive.Writer, dir string, r *resolved) error {
 func blobPath(dir string, h v1.Hash) string {
 	return dir + "/" + ocicache.BlobName(h)
 }
+
+// copyReader reads a layer's unpacked copy from the cache. Unless the copy was found intact
+// earlier in this list, it hashes what it reads and, at the end, compares it with the
+// layer's DiffID: a damaged copy is removed and reported as corrupt (the next build
+// decompresses the layer again). Close reads the rest first so that the check always runs.
+type copyReader struct {
+	f       *os.File
+	il      *imageLayer
+	sum     hash.Hash // nil when trusted
+	done    bool      // the end was reached and checked
+	err     error
+	trusted bool
+}
+
+func newCopyReader(il *imageLayer, f *os.File) *copyReader {
+	c := &copyReader{f: f, il: il, trusted: il.copyVerified.Load()}
+	if !c.trusted {
+		c.sum = sha256.New()
+	}
+	return c
+}
+
+func (c *copyReader) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.f.Read(p)
+	if c.sum != nil {
+		c.sum.Write(p[:n])
+	}
+	if errors.Is(err, io.EOF) && c.sum != nil && !c.done {
+		c.done = true
+		if got := hex.EncodeToString(c.sum.Sum(nil)); got != c.il.diffID.Hex {
+			_ = c.il.store.c.RemoveUnpackedLayer(c.il.store.h)
+			c.err = fmt.Errorf("layer %s: its unpacked copy %s has digest sha256:%s, not the layer's DiffID %s: %w "+
+				"(the copy is removed; run the build again to decompress the layer anew)",
+				digestOf(c.il.l), c.f.Name(), got, c.il.diffID, ocicache.ErrCorrupt)
+			return n, c.err
+		}
+		c.il.copyVerified.Store(true)
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = fmt.Errorf("layer %s: reading its unpacked copy: %w", digestOf(c.il.l), err)
+	}
+	return n, err
+}
+
+// Close reads the rest of an unchecked copy, so that its check runs, and closes it.
+func (c *copyReader) Close() error {
+	var err error
+	if c.sum != nil && !c.done && c.err == nil {
+		_, err = io.Copy(io.Discard, c)
+	}
+	return errors.Join(err, c.f.Close())
+}
+
+// Abandon closes the copy without reading the rest (layers.Abandoner).
+func (c *copyReader) Abandon() { _ = c.f.Close() }

@@ -135,8 +135,8 @@ func cacheClean(_ context.Context, c *ocicache.Cache, args []string) error {
 	}
 	rep, err := c.Clean(*all)
 	if n := len(rep.TempFiles); n > 0 || rep.Blobs > 0 || err == nil {
-		fmt.Fprintf(os.Stderr, "removed %d stale temporary file%s (%s) and %d unused blob%s (%s)\n",
-			n, plural(n), humanBytes(rep.TempBytes), rep.Blobs, plural(rep.Blobs), humanBytes(rep.BlobBytes))
+		fmt.Fprintf(os.Stderr, "removed %d stale temporary file%s (%s) and %d unused blob%s (%s, and %s of their unpacked copies)\n",
+			n, plural(n), humanBytes(rep.TempBytes), rep.Blobs, plural(rep.Blobs), humanBytes(rep.BlobBytes), humanBytes(rep.CopyBytes))
 	}
 	return err
 }

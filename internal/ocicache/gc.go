@@ -182,6 +182,7 @@ type CleanReport struct {
 	TempBytes int64
 	Blobs     int // blobs no reference reached (with all: every blob)
 	BlobBytes int64
+	CopyBytes int64 // unpacked copies of the layers among those blobs
 }
 
 // Clean deletes the temporary files left by writers that died (atomicfile.CleanStale on the

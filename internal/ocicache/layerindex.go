@@ -65,10 +65,22 @@ func (c *Cache) WriteLayerIndex(h v1.Hash, write func(io.Writer) error) error {
 	return atomicfile.WriteFile(p, 0o644, write)
 }
 
-// pruneLayerIndexes removes the stale temporary files of the index folder and every index
-// whose blob is gone. Caller holds gcLock.
+// pruneLayerIndexes removes the stale temporary files of the index and unpacked-copy folders
+// and every index or copy whose blob is gone. Caller holds gcLock.
 func (c *Cache) pruneLayerIndexes(rep *CleanReport) error {
-	dir := c.LayerIndexDir()
+	if err := c.pruneDerived(c.LayerIndexDir(), "layer indexes", rep, nil); err != nil {
+		return err
+	}
+	var copies *int64
+	if rep != nil {
+		copies = &rep.CopyBytes
+	}
+	return c.pruneDerived(c.UnpackedLayerDir(), "unpacked layers", rep, copies)
+}
+
+// pruneDerived removes the stale temporary files of dir, a folder of files named after layer
+// blobs, and every file whose blob is gone, adding the bytes of those to removed.
+func (c *Cache) pruneDerived(dir, what string, rep *CleanReport, removed *int64) error {
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -78,19 +90,24 @@ func (c *Cache) pruneLayerIndexes(rep *CleanReport) error {
 		rep.TempBytes += n
 	}
 	if err != nil {
-		return fmt.Errorf("cleaning layer indexes: %w", err)
+		return fmt.Errorf("cleaning %s: %w", what, err)
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("cleaning layer indexes: %w", err)
+		return fmt.Errorf("cleaning %s: %w", what, err)
 	}
 	for _, e := range ents {
 		h := v1.Hash{Algorithm: "sha256", Hex: e.Name()}
 		if checkHash(h) != nil || c.HasBlob(h) {
 			continue
 		}
+		if removed != nil {
+			if fi, err := e.Info(); err == nil {
+				*removed += fi.Size()
+			}
+		}
 		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("cleaning layer indexes: %w", err)
+			return fmt.Errorf("cleaning %s: %w", what, err)
 		}
 	}
 	return nil

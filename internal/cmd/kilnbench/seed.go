@@ -26,7 +26,7 @@ import (
 // bytes of file content fill reported: a finished seed leaves a marker file holding that
 // number, and a cache without one is seeded again from scratch.
 func seedOnce(cacheDir string, fill func(c *ocicache.Cache, scratch string) (int64, error)) (int64, error) {
-	marker := filepath.Join(cacheDir, ".kilnbench-seeded")
+	marker := filepath.Join(cacheDir, ".kilnbench-seeded-v2") // v2: configs with DiffIDs
 	if b, err := os.ReadFile(marker); err == nil {
 		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
 			return n, nil
@@ -95,8 +95,15 @@ func writeImageLabels(c *ocicache.Cache, ref string, labels map[string]string, l
 	if err != nil {
 		return err
 	}
-	img, err = mutate.ConfigFile(img, &v1.ConfigFile{OS: "linux", Architecture: "amd64",
-		Config: v1.Config{Entrypoint: []string{"/bin/sh"}, Labels: labels}})
+	// The config keeps the RootFS that AppendLayers computed: every image has its DiffIDs.
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Config = v1.Config{Entrypoint: []string{"/bin/sh"}, Labels: labels}
+	img, err = mutate.ConfigFile(img, cf)
 	if err != nil {
 		return err
 	}
