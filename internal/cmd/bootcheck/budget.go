@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -79,5 +80,67 @@ func (b budget) String() string {
 		fmt.Fprintf(&s, "  %-64s %7.2f s  (%6.2f s)\n", r.part, r.d.Seconds(), sum.Seconds())
 	}
 	fmt.Fprintf(&s, "  %-64s %7.2f s\n", "sum", b.total().Seconds())
+	return s.String()
+}
+
+// median of ds (the mean of the middle two for an even count); 0 for none.
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// pairsTable is the markdown table of -pairs: the median of every budget part of the
+// system's boots (in the order of the first boot), the medians of its milestone "all
+// services up" and of the bare kernel's marker, and their ratio.
+func pairsTable(name, arch, mem string, bare, full []bootResult) string {
+	var order []string
+	parts := map[string][]time.Duration{}
+	for _, r := range full {
+		seen := map[string]int{}
+		for _, row := range r.budget.rows {
+			key := row.part
+			if seen[key]++; seen[key] > 1 {
+				key = fmt.Sprintf("%s (%d)", row.part, seen[row.part])
+			}
+			if _, ok := parts[key]; !ok {
+				order = append(order, key)
+			}
+			parts[key] = append(parts[key], row.d)
+		}
+	}
+	var ups, markers []time.Duration
+	for _, r := range full {
+		ups = append(ups, r.at("all services up"))
+	}
+	for _, r := range bare {
+		markers = append(markers, r.at("marker"))
+	}
+	var s strings.Builder
+	if arch == "" {
+		arch = "the kernel's architecture"
+	}
+	fmt.Fprintf(&s, "\n%s on %s, %s of memory: %d interleaved pairs of boots (bare kernel, then the system), medians\n\n",
+		name, arch, mem, len(full))
+	s.WriteString("| part | median |\n|---|---|\n")
+	var sum time.Duration
+	for _, k := range order {
+		d := median(parts[k])
+		sum += d
+		fmt.Fprintf(&s, "| %s | %.2f s |\n", k, d.Seconds())
+	}
+	up, marker := median(ups), median(markers)
+	fmt.Fprintf(&s, "| sum of the parts | %.2f s |\n", sum.Seconds())
+	fmt.Fprintf(&s, "| **all services up** (from QEMU's start) | **%.2f s** |\n", up.Seconds())
+	fmt.Fprintf(&s, "| **bare kernel to its marker** | **%.2f s** |\n", marker.Seconds())
+	if marker > 0 {
+		fmt.Fprintf(&s, "| ratio | %.2fx |\n", float64(up)/float64(marker))
+	}
 	return s.String()
 }

@@ -41,3 +41,39 @@ func TestParseBudget(t *testing.T) {
 		t.Errorf("String():\n%s", got)
 	}
 }
+
+// The -pairs table takes the median of each part over the system's boots (a part seen twice
+// in one boot is numbered), of "all services up" and of the bare marker, and their ratio.
+func TestPairsTable(t *testing.T) {
+	sys := func(unpack, svc, up float64) bootResult {
+		sec := func(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+		return bootResult{
+			marks: []budgetRow{{"onboot ran", sec(up - 1)}, {"all services up", sec(up)}},
+			budget: budget{rows: []budgetRow{{"kernel: unpacking the initramfs", sec(unpack)},
+				{"kiln-init step services", sec(svc)}, {"kiln-init step services", sec(0.5)}}},
+		}
+	}
+	bare := func(m float64) bootResult {
+		return bootResult{marks: []budgetRow{{"marker", time.Duration(m * float64(time.Second))}}}
+	}
+	got := pairsTable("minimal-amd64", "amd64", "2048M",
+		[]bootResult{bare(3), bare(4), bare(3.5)},
+		[]bootResult{sys(1, 2, 7), sys(3, 1, 9), sys(2, 4, 8)})
+	for _, want := range []string{
+		"3 interleaved pairs",
+		"| kernel: unpacking the initramfs | 2.00 s |",
+		"| kiln-init step services | 2.00 s |",
+		"| kiln-init step services (2) | 0.50 s |",
+		"| sum of the parts | 4.50 s |",
+		"| **all services up** (from QEMU's start) | **8.00 s** |",
+		"| **bare kernel to its marker** | **3.50 s** |",
+		"| ratio | 2.29x |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
+	}
+	if m := median([]time.Duration{4, 1, 3, 2}); m != 2 {
+		t.Errorf("median of 1..4 = %v, want 2 (the mean of the middle two, in integer nanoseconds)", m)
+	}
+}

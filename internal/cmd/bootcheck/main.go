@@ -10,6 +10,11 @@
 //
 // With -bare it instead boots the kernel with a tiny init that prints a marker and powers off,
 // which measures the kernel's own boot cost on the same emulator.
+//
+// With -pairs N it boots N interleaved pairs (the bare kernel, then the system, each checked
+// as above, consoles not printed) and prints one markdown table of medians: every part of the
+// budget, "all services up", the bare kernel's marker, and their ratio. That is the table
+// docs/performance.md records per architecture.
 package main
 
 import (
@@ -38,6 +43,7 @@ func main() {
 	timeout := flag.Duration("timeout", 5*time.Minute, "the longest any one milestone may take")
 	quiet := flag.Bool("quiet", false, "do not print the console")
 	bare := flag.Bool("bare", false, "boot PREFIX's kernel with a marker-and-poweroff init instead of its initrd (the kernel's own cost)")
+	pairs := flag.Int("pairs", 0, "boot N interleaved pairs (bare kernel, then the system) and print a table of medians")
 	flag.Parse()
 	if *prefix == "" {
 		fmt.Fprintln(os.Stderr, "bootcheck: -prefix is required")
@@ -48,9 +54,12 @@ func main() {
 		console = io.Discard
 	}
 	var err error
-	if *bare {
+	switch {
+	case *pairs > 0:
+		err = runPairs(*prefix, *arch, *mem, *timeout, *pairs)
+	case *bare:
 		err = runBare(*prefix, *arch, *mem, *timeout, console)
-	} else {
+	default:
 		err = run(*prefix, *arch, *mem, *timeout, console)
 	}
 	if err != nil {
@@ -69,8 +78,9 @@ type milestone struct {
 	then  string // typed into the console after the match
 }
 
-func run(prefix, arch, mem string, timeout time.Duration, console io.Writer) error {
-	steps := []milestone{
+// systemSteps are the milestones of a minimal.yml boot.
+func systemSteps() []milestone {
+	return []milestone{
 		{what: "onboot ran", match: regexp.MustCompile(`kiln-init: onboot \S+ exited 0`)},
 		{what: "all services up", match: regexp.MustCompile(`kiln-init: all services up`),
 			then: "ctr -n services.linuxkit tasks ls\n"},
@@ -79,35 +89,111 @@ func run(prefix, arch, mem string, timeout time.Duration, console io.Writer) err
 		{what: "onshutdown ran", match: regexp.MustCompile(`kiln-init: onshutdown \S+ exited 0`)},
 		{what: "powering off", match: regexp.MustCompile(`kiln-init: powering off`)},
 	}
-	return boot(prefix, "", arch, mem, timeout, console, steps)
+}
+
+var bareSteps = []milestone{{what: "marker", match: regexp.MustCompile(`KILN-BARE-MARKER`)}}
+
+func run(prefix, arch, mem string, timeout time.Duration, console io.Writer) error {
+	r, err := boot(prefix, "", arch, mem, timeout, console, systemSteps())
+	if err != nil {
+		return err
+	}
+	r.print(prefix)
+	return nil
 }
 
 func runBare(prefix, arch, mem string, timeout time.Duration, console io.Writer) error {
+	initrd, cleanup, err := bareSetup(prefix, arch)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	r, err := boot(prefix, initrd, arch, mem, timeout, console, bareSteps)
+	if err != nil {
+		return err
+	}
+	r.print(prefix)
+	return nil
+}
+
+// bareSetup builds the marker-and-poweroff initramfs for PREFIX's kernel.
+func bareSetup(prefix, arch string) (initrd string, cleanup func(), err error) {
 	if arch == "" {
 		info, err := qemu.Inspect(prefix + "-kernel")
 		if err != nil {
-			return err
+			return "", nil, err
 		}
 		arch = info.Arch
 	}
 	initBin, err := buildBareInit(arch)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	defer os.RemoveAll(filepath.Dir(initBin))
-	initrd, err := bareInitrd(initBin)
+	initrd, err = bareInitrd(initBin)
+	if err != nil {
+		return "", nil, err
+	}
+	return initrd, func() { os.Remove(initrd) }, nil
+}
+
+// runPairs boots n interleaved pairs, bare kernel then system, and prints the medians.
+func runPairs(prefix, arch, mem string, timeout time.Duration, n int) error {
+	initrd, cleanup, err := bareSetup(prefix, arch)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(initrd)
-	steps := []milestone{{what: "marker", match: regexp.MustCompile(`KILN-BARE-MARKER`)}}
-	return boot(prefix, initrd, arch, mem, timeout, console, steps)
+	defer cleanup()
+	var bare, full []bootResult
+	for i := range n {
+		fmt.Fprintf(os.Stderr, "bootcheck: pair %d of %d: bare kernel\n", i+1, n)
+		b, err := boot(prefix, initrd, arch, mem, timeout, io.Discard, bareSteps)
+		if err != nil {
+			return fmt.Errorf("pair %d, bare kernel: %w", i+1, err)
+		}
+		fmt.Fprintf(os.Stderr, "bootcheck: pair %d of %d: system\n", i+1, n)
+		f, err := boot(prefix, "", arch, mem, timeout, io.Discard, systemSteps())
+		if err != nil {
+			return fmt.Errorf("pair %d, system: %w", i+1, err)
+		}
+		bare, full = append(bare, b), append(full, f)
+	}
+	fmt.Print(pairsTable(filepath.Base(prefix), arch, mem, bare, full))
+	return nil
 }
 
-func boot(prefix, initrd, arch, mem string, timeout time.Duration, console io.Writer, steps []milestone) error {
+// bootResult is what one boot measured: when each milestone was seen (host time from QEMU's
+// start) and the budget read from its console.
+type bootResult struct {
+	marks  []budgetRow
+	budget budget
+}
+
+// at returns when milestone what was seen, or 0.
+func (r bootResult) at(what string) time.Duration {
+	for _, m := range r.marks {
+		if m.part == what {
+			return m.d
+		}
+	}
+	return 0
+}
+
+func (r bootResult) print(prefix string) {
+	fmt.Printf("\nbootcheck %s:\n", filepath.Base(prefix))
+	for _, m := range r.marks {
+		fmt.Printf("  %-36s %6.1f s\n", m.part, m.d.Seconds())
+	}
+	if len(r.budget.rows) > 0 {
+		fmt.Printf("\nboot budget (the kernel's own timestamps, then kiln-init's step times; running total):\n%s", r.budget)
+	}
+}
+
+func boot(prefix, initrd, arch, mem string, timeout time.Duration, console io.Writer, steps []milestone) (bootResult, error) {
+	var r bootResult
 	cmdline, err := os.ReadFile(prefix + "-cmdline")
 	if err != nil {
-		return err
+		return r, err
 	}
 	if initrd == "" {
 		initrd = prefix + "-initrd.img"
@@ -123,16 +209,15 @@ func boot(prefix, initrd, arch, mem string, timeout time.Duration, console io.Wr
 		Console: console, Stdin: stdin,
 	})
 	if err != nil {
-		return err
+		return r, err
 	}
 	defer vm.Kill()
-	var report []string
 	// The kernel's first line, for the part of the budget the guest's clock cannot see. With
 	// "quiet" on the command line the kernel prints nothing and init's first line comes
 	// first: that part of the budget is then unknown.
 	first, err := vm.WaitForMatch(ctx, kernelFirstLine, timeout)
 	if err != nil {
-		return fmt.Errorf("waiting for the kernel's or init's first line: %w", err)
+		return r, fmt.Errorf("waiting for the kernel's or init's first line: %w", err)
 	}
 	var firstLine time.Duration
 	if strings.Contains(first, "Linux version") {
@@ -142,12 +227,12 @@ func boot(prefix, initrd, arch, mem string, timeout time.Duration, console io.Wr
 		if i == 0 && firstLine == 0 && s.match.MatchString(first) {
 			// A quiet kernel: the first line seen was already this milestone's.
 		} else if _, err := vm.WaitForMatch(ctx, s.match, timeout); err != nil {
-			return fmt.Errorf("waiting for %s: %w", s.what, err)
+			return r, fmt.Errorf("waiting for %s: %w", s.what, err)
 		}
-		report = append(report, fmt.Sprintf("%-36s %6.1f s", s.what, time.Since(start).Seconds()))
+		r.marks = append(r.marks, budgetRow{s.what, time.Since(start)})
 		if s.then != "" {
 			if _, err := io.WriteString(typer, s.then); err != nil {
-				return err
+				return r, err
 			}
 		}
 	}
@@ -156,22 +241,20 @@ func boot(prefix, initrd, arch, mem string, timeout time.Duration, console io.Wr
 	select {
 	case err := <-done:
 		if err != nil {
-			return fmt.Errorf("QEMU: %w", err)
+			return r, fmt.Errorf("QEMU: %w", err)
 		}
 	case <-time.After(timeout):
-		return errors.New("QEMU did not exit after the guest powered off")
+		return r, errors.New("QEMU did not exit after the guest powered off")
 	}
-	report = append(report, fmt.Sprintf("%-36s %6.1f s", "QEMU exited 0", time.Since(start).Seconds()))
+	r.marks = append(r.marks, budgetRow{"QEMU exited 0", time.Since(start)})
 	// The milestones were found in order; now the whole console: no failure line anywhere
 	// (a boot step, an onboot or onshutdown container, a recovered panic).
 	if err := vm.Check(); err != nil {
-		return err
+		return r, err
 	}
-	fmt.Printf("\nbootcheck %s:\n  %s\n", filepath.Base(prefix), strings.Join(report, "\n  "))
 	lines, _ := vm.Transcript()
-	fmt.Printf("\nboot budget (the kernel's own timestamps, then kiln-init's step times; running total):\n%s",
-		parseBudget(lines, firstLine))
-	return nil
+	r.budget = parseBudget(lines, firstLine)
+	return r, nil
 }
 
 // bareInitSource is PID 1 for -bare: print the marker, power off.
