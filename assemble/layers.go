@@ -188,9 +188,9 @@ type decompressed struct {
 	// copy, when not nil, receives the uncompressed stream (hashed into sum), to be kept as
 	// the layer's unpacked copy if the whole stream is read, the blob is intact and sum
 	// matches diffID.
-	copy   *ocicache.UnpackedWriter
-	sum    hash.Hash
-	diffID v1.Hash
+	copy *ocicache.UnpackedWriter
+	sum  hash.Hash
+	il   *imageLayer
 }
 
 // teeCopy makes d write the layer's unpacked copy as it is read, when the layer should have
@@ -203,7 +203,7 @@ func (d *decompressed) teeCopy(il *imageLayer) {
 	if err != nil {
 		return // no copy: the next build decompresses again
 	}
-	d.copy, d.sum, d.diffID = u, sha256.New(), il.diffID
+	d.copy, d.sum, d.il = u, sha256.New(), il
 	d.Reader = io.TeeReader(d.Reader, io.MultiWriter(d.sum, u))
 }
 
@@ -214,8 +214,12 @@ func (d *decompressed) endCopy(ok bool) {
 	}
 	u := d.copy
 	d.copy = nil
-	if ok && hex.EncodeToString(d.sum.Sum(nil)) == d.diffID.Hex {
-		_ = u.Commit() // a cache that cannot keep it costs the next build time only
+	if ok && hex.EncodeToString(d.sum.Sum(nil)) == d.il.diffID.Hex {
+		// A cache that cannot keep it costs the next build time only. The bytes just written
+		// were hashed on their way: this build need not check the copy again.
+		if u.Commit() == nil {
+			d.il.copyVerified.Store(true)
+		}
 		return
 	}
 	u.Abort()
