@@ -17,7 +17,7 @@ export KILN_RUNC         := $(BIN)/runc
 export GOPROXY_URL ?= $(firstword $(subst $(comma), ,$(shell $(GO) env GOPROXY)))
 comma := ,
 
-.PHONY: all build tools lint test test-short bench demo clean binfmt deps
+.PHONY: all build tools lint test test-short bench bench-boots demo clean binfmt deps
 
 all: build
 
@@ -94,6 +94,13 @@ bench: build
 	@test -f $(DEMO_LOCK) || echo "boot figures: run make demo first (it fills _out/demo/cache and writes $(DEMO_LOCK))"
 	$(GO) run ./internal/cmd/kilnbench -kiln $(BIN)/kiln -doc docs/performance.md -pkgbench -micro \
 		$(if $(wildcard $(DEMO_LOCK)),-boot-system images/minimal.yml -boot-cache _out/demo/cache -boot-lock $(DEMO_LOCK))
+
+# The boot matrix: images/minimal.yml for amd64, arm64 and s390x, each booted in interleaved
+# pairs with the bare kernel (bootcheck -pairs), the median budgets written into
+# docs/performance.md. Heavy (30-45 minutes from nothing); BOOTS_CACHE=DIR reuses a cache that
+# holds the packages already. See scripts/bootbench.sh.
+bench-boots: build tools
+	./scripts/bootbench.sh
 
 # The main job: build images/minimal.yml for this machine from Debian's packages and the Go
 # module proxy (seed, packages, system), twice, and boot it in QEMU.
