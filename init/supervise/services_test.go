@@ -181,7 +181,7 @@ func TestServicesWithContainerd(t *testing.T) {
 	if strings.Join(up, ",") != "crash,good" || strings.Join(failed, ",") != "missing" {
 		t.Errorf("up %q, failed %q", up, failed)
 	}
-	waitFor(t, &con, "kiln-init: service good started\n")
+	waitFor(t, &con, "kiln-init: service good started (containerd: task ")
 	waitFor(t, &con, "good: svc up\n")
 	waitFor(t, &con, "good: svc err\n")
 	waitFor(t, &con, "kiln-init: service crash exited (status 7), restarting in 10ms\n")
@@ -204,7 +204,7 @@ func TestServicesWithContainerd(t *testing.T) {
 	}
 	waitFor(t, &con, "kiln-init: service good exited (status 137), restarting in 10ms\n")
 	deadline := time.Now().Add(60 * time.Second)
-	for strings.Count(con.String(), "kiln-init: service good started\n") < 2 {
+	for strings.Count(con.String(), "kiln-init: service good started (") < 2 {
 		if time.Now().After(deadline) {
 			t.Fatalf("good was not started again:\n%s", con.String())
 		}

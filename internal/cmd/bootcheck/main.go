@@ -43,8 +43,10 @@ func main() {
 	timeout := flag.Duration("timeout", 5*time.Minute, "the longest any one milestone may take")
 	quiet := flag.Bool("quiet", false, "do not print the console")
 	bare := flag.Bool("bare", false, "boot PREFIX's kernel with a marker-and-poweroff init instead of its initrd (the kernel's own cost)")
+	cpus := flag.Int("cpus", 1, "guest CPUs (QEMU -smp)")
 	pairs := flag.Int("pairs", 0, "boot N interleaved pairs (bare kernel, then the system) and print a table of medians")
 	flag.Parse()
+	guestCPUs = *cpus
 	if *prefix == "" {
 		fmt.Fprintln(os.Stderr, "bootcheck: -prefix is required")
 		os.Exit(2)
@@ -67,6 +69,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// guestCPUs is -cpus, for every boot.
+var guestCPUs = 1
 
 // kernelFirstLine matches the first line every Linux kernel prints, or, when the kernel is
 // quiet, the first line of kiln-init or of the bare init.
@@ -205,7 +210,7 @@ func boot(prefix, initrd, arch, mem string, timeout time.Duration, console io.Wr
 	start := time.Now()
 	vm, err := qemu.Start(ctx, qemu.Config{
 		Arch: arch, Kernel: prefix + "-kernel", Initrd: initrd,
-		Cmdline: strings.TrimSpace(string(cmdline)), Memory: mem,
+		Cmdline: strings.TrimSpace(string(cmdline)), Memory: mem, CPUs: guestCPUs,
 		Console: console, Stdin: stdin,
 	})
 	if err != nil {
@@ -229,7 +234,7 @@ func boot(prefix, initrd, arch, mem string, timeout time.Duration, console io.Wr
 		} else if _, err := vm.WaitForMatch(ctx, s.match, timeout); err != nil {
 			return r, fmt.Errorf("waiting for %s: %w", s.what, err)
 		}
-		r.marks = append(r.marks, budgetRow{s.what, time.Since(start)})
+		r.marks = append(r.marks, budgetRow{part: s.what, d: time.Since(start)})
 		if s.then != "" {
 			if _, err := io.WriteString(typer, s.then); err != nil {
 				return r, err
@@ -246,7 +251,7 @@ func boot(prefix, initrd, arch, mem string, timeout time.Duration, console io.Wr
 	case <-time.After(timeout):
 		return r, errors.New("QEMU did not exit after the guest powered off")
 	}
-	r.marks = append(r.marks, budgetRow{"QEMU exited 0", time.Since(start)})
+	r.marks = append(r.marks, budgetRow{part: "QEMU exited 0", d: time.Since(start)})
 	// The milestones were found in order; now the whole console: no failure line anywhere
 	// (a boot step, an onboot or onshutdown container, a recovered panic).
 	if err := vm.Check(); err != nil {
