@@ -42,7 +42,8 @@ func initramfsError(log []byte) error {
 		line = line[:j]
 	}
 	return fmt.Errorf("the kernel could not unpack the whole initramfs (%q), so part of the system is missing: "+
-		"give the machine more memory (the initramfs unpacks into a tmpfs of half the RAM) or make the system smaller: %w",
+		"give the machine more memory (the initramfs unpacks into a tmpfs of half the RAM), add rootfstype=ramfs "+
+		"to the kernel command line (a root with no size limit), or make the system smaller: %w",
 		string(bytes.TrimSpace(line)), errIncomplete)
 }
 
