@@ -56,7 +56,7 @@ $(BIN)/golangci-lint:
 	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VER)
 
 # Packages whose code is a Go module of its own (their build context is their folder).
-SUBMODULES    := init kernel/tools services/hello
+SUBMODULES    := init kernel/tools services/hello services/metadata
 
 lint: $(BIN)/golangci-lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }

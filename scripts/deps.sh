@@ -9,12 +9,13 @@
 # tests compare with xz and depmod. Recommended packages are not installed (they pull in desktop
 # and speech libraries); what we need of them is named here: arch-test (mmdebstrap's check of
 # foreign architectures), seabios and ipxe-qemu (QEMU's BIOS and NIC boot ROMs), ovmf and
-# qemu-efi-aarch64 (EFI firmware), qemu-utils (qemu-img).
+# qemu-efi-aarch64 (EFI firmware), qemu-utils (qemu-img). dosfstools, mtools and xorriso make
+# the FAT and ISO9660 config drives services/metadata's tests read.
 set -euo pipefail
 need=()
 for p in cpio libarchive-tools git make gcc libc6-dev libseccomp-dev mmdebstrap qemu-user-static \
 	arch-test qemu-system-x86 qemu-system-arm qemu-system-misc seabios ipxe-qemu ovmf qemu-efi-aarch64 \
-	qemu-utils xz-utils kmod; do
+	qemu-utils xz-utils kmod dosfstools mtools xorriso; do
 	dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if ((${#need[@]})); then
