@@ -48,6 +48,8 @@ func runQemu(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.Var(&disks, "disk", "attach a virtio disk: FILE[,format=raw|qcow2][,readonly] (repeatable)")
 	fs.Var(&publish, "publish", "forward a host port to the guest: [ADDR:]HOST:GUEST[/udp] (repeatable; implies -net)")
 	network := fs.Bool("net", false, "add a virtio NIC on QEMU's user-mode network (guest 10.0.2.15 by DHCP)")
+	data := fs.String("data", "", "hand the guest a config drive (cloud-init NoCloud, label cidata, read by services/metadata):\n"+
+		"FILE becomes its user-data; DIR's files are its files (a meta-data with an instance-id is added when DIR has none)")
 	appendCmdline := fs.String("cmdline-append", "", "text appended to the kernel command line")
 	bin := fs.String("qemu", "", "QEMU binary to run (default qemu-system-ARCH from PATH)")
 	accel := fs.String("accel", "tcg", "QEMU accelerator")
@@ -79,6 +81,14 @@ func runQemu(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	files, err := bootFiles(fs.Args())
 	if err != nil {
 		return err
+	}
+	if *data != "" {
+		drive, err := configDrive(*data)
+		if err != nil {
+			return err
+		}
+		defer os.Remove(drive)
+		cfg.Disks = append(cfg.Disks, qemu.Disk{Path: drive, Format: "raw", ReadOnly: true})
 	}
 	cfg.Kernel, cfg.Initrd = files.kernel, files.initrd
 	cfg.Cmdline = strings.TrimSpace(files.cmdline + " " + *appendCmdline)

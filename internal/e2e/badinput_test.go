@@ -93,6 +93,12 @@ func TestBadInputBoots(t *testing.T) {
 // that types into its console. The console goes to PREFIX-console.log.
 func startVM(t *testing.T, prefix, arch string) (*qemu.VM, io.Writer) {
 	t.Helper()
+	return startVMWith(t, prefix, arch)
+}
+
+// startVMWith is startVM with disks attached.
+func startVMWith(t *testing.T, prefix, arch string, disks ...qemu.Disk) (*qemu.VM, io.Writer) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	t.Cleanup(cancel)
 	cmdline, err := os.ReadFile(prefix + "-cmdline")
@@ -109,6 +115,7 @@ func startVM(t *testing.T, prefix, arch string) (*qemu.VM, io.Writer) {
 	vm, err := qemu.Start(ctx, qemu.Config{
 		Arch: arch, Kernel: prefix + "-kernel", Initrd: prefix + "-initrd.img",
 		Cmdline: strings.TrimSpace(string(cmdline)), Memory: "2048M", Console: log, Stdin: stdin,
+		Disks: disks,
 	})
 	if err != nil {
 		t.Fatal(err)
