@@ -113,7 +113,7 @@ func (s *layerIndexStore) WriteIndex(write func(io.Writer) error) error {
 func openLayer(il *imageLayer) (io.ReadCloser, error) {
 	l := il.l
 	if il.diffID.Hex != "" {
-		if f, err := il.store.c.OpenUnpackedLayer(il.store.h); err == nil {
+		if f, err := il.store.c.OpenUnpackedLayer(il.store.h, il.diffID); err == nil {
 			return newCopyReader(il, f), nil
 		}
 	}
@@ -199,7 +199,7 @@ func (d *decompressed) teeCopy(il *imageLayer) {
 	if il.diffID.Hex == "" || d.trusted {
 		return
 	}
-	u, err := il.store.c.CreateUnpackedLayer(il.store.h)
+	u, err := il.store.c.CreateUnpackedLayer(il.store.h, il.diffID)
 	if err != nil {
 		return // no copy: the next build decompresses again
 	}
@@ -396,7 +396,7 @@ func (c *copyReader) Read(p []byte) (int, error) {
 	if errors.Is(err, io.EOF) && c.sum != nil && !c.done {
 		c.done = true
 		if got := hex.EncodeToString(c.sum.Sum(nil)); got != c.il.diffID.Hex {
-			_ = c.il.store.c.RemoveUnpackedLayer(c.il.store.h)
+			_ = c.il.store.c.RemoveUnpackedLayer(c.il.store.h, c.il.diffID, c.f)
 			c.err = fmt.Errorf("layer %s: its unpacked copy %s has digest sha256:%s, not the layer's DiffID %s: %w "+
 				"(the copy is removed; run the build again to decompress the layer anew)",
 				digestOf(c.il.l), c.f.Name(), got, c.il.diffID, ocicache.ErrCorrupt)

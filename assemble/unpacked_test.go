@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 )
 
 // A compressed layer is decompressed once: the first build leaves each layer's unpacked copy
@@ -56,7 +59,8 @@ func TestUnpackedLayerCopies(t *testing.T) {
 		t.Fatalf("the first build left %d unpacked copies: %v", len(made), made)
 	}
 	for _, p := range made {
-		if _, err := os.Stat(filepath.Join(filepath.Dir(filepath.Dir(filepath.Dir(cache.UnpackedLayerDir()))), "blobs", "sha256", filepath.Base(p))); err != nil {
+		blob, _, _ := strings.Cut(filepath.Base(p), "-")
+		if _, err := os.Stat(filepath.Join(filepath.Dir(filepath.Dir(filepath.Dir(cache.UnpackedLayerDir()))), "blobs", "sha256", blob)); err != nil {
 			t.Errorf("copy %s is not named after a blob: %v", filepath.Base(p), err)
 		}
 	}
@@ -112,4 +116,42 @@ func TestUnpackedLayerCopies(t *testing.T) {
 		t.Errorf("KILN_UNPACKED_LAYERS=0 wrote copies: %v", copies())
 	}
 	sameOutputs(first, fourth)
+}
+
+// Two images that share a layer blob but whose configs name different DiffIDs for it (one of
+// them wrong, as a hand-edited config can be): each gets the copy checked against its own
+// DiffID, so neither breaks the other's builds; the wrong one never gets a copy.
+func TestUnpackedCopyPerDiffID(t *testing.T) {
+	cache := seedCache(t)
+	img, _, err := cache.Image("kiln/test-app:v1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.RootFS.DiffIDs[0] = v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("0", 64)}
+	wrong, err := mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cache.WriteImage("kiln/test-app-wrong:v1", wrong); err != nil {
+		t.Fatal(err)
+	}
+	formats, err := LookupFormats("tar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{"kiln/test-app:v1", "kiln/test-app-wrong:v1", "kiln/test-app:v1", "kiln/test-app-wrong:v1"} {
+		yml := writeYAML(t, "services:\n  - name: app\n    image: "+ref+"\n")
+		if _, err := build(t, Options{Files: []string{yml}, Dir: t.TempDir(), Cache: cache, Formats: formats}); err != nil {
+			t.Fatalf("%s: %v", ref, err)
+		}
+	}
+	names, err := filepath.Glob(filepath.Join(cache.UnpackedLayerDir(), "*-"+strings.Repeat("0", 64)))
+	if err != nil || len(names) != 0 {
+		t.Errorf("a copy was kept under the wrong DiffID: %v %v", names, err)
+	}
 }

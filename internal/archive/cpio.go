@@ -227,9 +227,14 @@ func (c *CpioWriter) writeEntry(e Entry, body io.Reader) error {
 
 	c.nextIno++
 	c.dropped += len(x)
-	if h.mode&modeType != modeDir && e.Links > 0 {
+	switch {
+	case h.mode&modeType == modeDir:
+	case e.Links > 0:
 		c.targets[e.Name] = &cpioNode{name: e.Name, hdr: h, links: e.Links}
 		c.pending += e.Links
+	default:
+		// A name written again without links: a later hard link must not reach the old inode.
+		delete(c.targets, e.Name)
 	}
 	return nil
 }

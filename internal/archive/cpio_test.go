@@ -181,6 +181,8 @@ func TestCpioWriterErrors(t *testing.T) {
 		{"unsupported type", nil, []item{{e: Entry{Header: &tar.Header{Typeflag: tar.TypeGNUSparse, Name: "s"}}}}, "unsupported type"},
 		{"link to unknown", nil, []item{hardlink("b", "a")}, `"a" was not written earlier`},
 		{"link without Links", nil, []item{reg("a", 0o644, ""), hardlink("b", "a")}, `"a" was not written earlier in this archive as a file that announced hard links`},
+		{"link to a name written again without Links", nil, []item{withLinks(reg("a", 0o644, ""), 1), reg("a", 0o644, "new"), hardlink("b", "a")},
+			`"a" was not written earlier in this archive as a file that announced hard links`},
 		{"one link too many", nil, []item{withLinks(reg("a", 0o644, ""), 1), hardlink("b", "a"), hardlink("c", "a")}, "announced 1 hard links; this is one more"},
 		{"link to directory", nil, []item{dir("d", 0o755), hardlink("b", "d")}, "not written earlier"},
 		{"links on a symlink", nil, []item{withLinks(symlink("s", "x"), 1)}, "only regular files, devices and FIFOs"},

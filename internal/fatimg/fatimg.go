@@ -179,11 +179,15 @@ func shortLabel(label string) ([11]byte, error) {
 	if label == "" || len(label) > 11 {
 		return out, fmt.Errorf("fatimg: label %q: want 1 to 11 characters", label)
 	}
-	for i, r := range strings.ToUpper(label) {
-		if !isLabelRune(r) {
+	for i := range len(label) {
+		c := label[i]
+		if c >= 'a' && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		if !isLabelByte(c) {
 			return out, fmt.Errorf("fatimg: label %q: only letters, digits, - and _", label)
 		}
-		out[i] = byte(r)
+		out[i] = c
 	}
 	for i := len(label); i < 11; i++ {
 		out[i] = ' '
@@ -191,9 +195,9 @@ func shortLabel(label string) ([11]byte, error) {
 	return out, nil
 }
 
-// isLabelRune reports whether r may be in a volume label.
-func isLabelRune(r rune) bool {
-	return r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_'
+// isLabelByte reports whether c may be in a volume label (after upper-casing).
+func isLabelByte(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 }
 
 // checkName accepts the long names a config drive's files have.

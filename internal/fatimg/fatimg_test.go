@@ -95,6 +95,7 @@ func TestWriteErrors(t *testing.T) {
 		{"", nil, "want 1 to 11 characters"},
 		{"twelve-chars", nil, "want 1 to 11 characters"},
 		{"ci data", nil, "only letters, digits"},
+		{"ıııı", nil, "only letters, digits"},
 		{"cidata", []File{{"a/b", nil}}, "FAT file names cannot hold"},
 		{"cidata", []File{{"dot.", nil}}, "FAT file names cannot hold"},
 		{"cidata", []File{{"Meta", nil}, {"meta", nil}}, `"meta" appears twice`},

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -97,7 +98,9 @@ func (c *Cache) pruneDerived(dir, what string, rep *CleanReport, removed *int64)
 		return fmt.Errorf("cleaning %s: %w", what, err)
 	}
 	for _, e := range ents {
-		h := v1.Hash{Algorithm: "sha256", Hex: e.Name()}
+		// Named after the blob: HEX (indexes) or HEX-DIFFHEX (unpacked copies).
+		blob, _, _ := strings.Cut(e.Name(), "-")
+		h := v1.Hash{Algorithm: "sha256", Hex: blob}
 		if checkHash(h) != nil || c.HasBlob(h) {
 			continue
 		}

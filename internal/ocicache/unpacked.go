@@ -15,11 +15,12 @@ import (
 // Unpacked layers: kiln keeps, per compressed layer blob, a copy of its uncompressed tar
 // stream, written while a build decompresses the layer for the first time, so that later
 // builds read plain files at disk speed instead of inflating the layer again (inflating is
-// most of a large build's CPU). Like a layer index, a copy is stored atomically under the
-// name of the layer's compressed digest and removed with its blob; whoever reads it checks it
-// against the layer's DiffID (the digest of exactly these bytes).
+// most of a large build's CPU). A copy is stored atomically under the names of the layer's
+// compressed digest and of the DiffID it was checked against (an image config that names
+// another DiffID for the same blob never reads it), and removed with its blob; whoever reads
+// it checks it against that DiffID (the digest of exactly these bytes).
 //
-//	kiln/unpacked/sha256/<hex>           the uncompressed tar of layer blob sha256:<hex>
+//	kiln/unpacked/sha256/<hex>-<diffhex> the uncompressed tar of layer blob sha256:<hex>
 //	kiln/unpacked/sha256/.kiln-tmp-*     copies being written; Clean removes stale ones
 
 // UnpackedLayerDir is the folder holding the unpacked copies of layers.
@@ -27,17 +28,21 @@ func (c *Cache) UnpackedLayerDir() string {
 	return filepath.Join(c.root, "kiln", "unpacked", "sha256")
 }
 
-func (c *Cache) unpackedPath(h v1.Hash) (string, error) {
+func (c *Cache) unpackedPath(h, diffID v1.Hash) (string, error) {
 	if err := checkHash(h); err != nil {
 		return "", err
 	}
-	return filepath.Join(c.UnpackedLayerDir(), h.Hex), nil
+	if err := checkHash(diffID); err != nil {
+		return "", err
+	}
+	return filepath.Join(c.UnpackedLayerDir(), h.Hex+"-"+diffID.Hex), nil
 }
 
-// OpenUnpackedLayer opens the unpacked copy of layer blob h; an error wrapping
-// fs.ErrNotExist when there is none. The caller checks what it reads against the DiffID.
-func (c *Cache) OpenUnpackedLayer(h v1.Hash) (*os.File, error) {
-	p, err := c.unpackedPath(h)
+// OpenUnpackedLayer opens the unpacked copy of layer blob h whose content has digest diffID;
+// an error wrapping fs.ErrNotExist when there is none. The caller checks what it reads
+// against diffID.
+func (c *Cache) OpenUnpackedLayer(h, diffID v1.Hash) (*os.File, error) {
+	p, err := c.unpackedPath(h, diffID)
 	if err != nil {
 		return nil, err
 	}
@@ -48,11 +53,19 @@ func (c *Cache) OpenUnpackedLayer(h v1.Hash) (*os.File, error) {
 	return f, nil
 }
 
-// RemoveUnpackedLayer removes the unpacked copy of layer blob h (one found damaged).
-func (c *Cache) RemoveUnpackedLayer(h v1.Hash) error {
-	p, err := c.unpackedPath(h)
+// RemoveUnpackedLayer removes f, an unpacked copy of layer blob h found damaged, if it is
+// still the copy in the cache (another process may have replaced it with a sound one since).
+func (c *Cache) RemoveUnpackedLayer(h, diffID v1.Hash, f *os.File) error {
+	p, err := c.unpackedPath(h, diffID)
 	if err != nil {
 		return err
+	}
+	opened, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if now, err := os.Stat(p); err != nil || !os.SameFile(opened, now) {
+		return nil
 	}
 	if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("removing the unpacked copy of layer %s: %w", h, err)
@@ -71,11 +84,11 @@ type UnpackedWriter struct {
 	err    error
 }
 
-// CreateUnpackedLayer starts the unpacked copy of layer blob h. It fails when the blob is
-// not in the cache (a copy outlives no layer). Until Commit or Abort it holds the cache's
-// shared lock, so garbage collection waits for it.
-func (c *Cache) CreateUnpackedLayer(h v1.Hash) (*UnpackedWriter, error) {
-	p, err := c.unpackedPath(h)
+// CreateUnpackedLayer starts the unpacked copy of layer blob h, whose content must have
+// digest diffID. It fails when the blob is not in the cache (a copy outlives no layer). Until
+// Commit or Abort it holds the cache's shared lock, so garbage collection waits for it.
+func (c *Cache) CreateUnpackedLayer(h, diffID v1.Hash) (*UnpackedWriter, error) {
+	p, err := c.unpackedPath(h, diffID)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ import (
 )
 
 func readUnpacked(c *Cache, h v1.Hash) (string, error) {
-	f, err := c.OpenUnpackedLayer(h)
+	f, err := c.OpenUnpackedLayer(h, diff)
 	if err != nil {
 		return "", err
 	}
@@ -23,6 +23,9 @@ func readUnpacked(c *Cache, h v1.Hash) (string, error) {
 	b, err := io.ReadAll(f)
 	return string(b), err
 }
+
+// diff stands for a layer's DiffID in these tests.
+var diff = v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("d1", 32)}
 
 // TestUnpackedLayer: a copy is stored for a blob that is present only, appears only on
 // Commit, and is removed by Clean (which reports its bytes) and Remove once its blob is gone,
@@ -38,28 +41,28 @@ func TestUnpackedLayer(t *testing.T) {
 		t.Fatal(err)
 	}
 	layer := digestOf(t, ls[0])
-	if _, err := c.OpenUnpackedLayer(layer); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := c.OpenUnpackedLayer(layer, diff); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("OpenUnpackedLayer before writing: %v, want fs.ErrNotExist", err)
 	}
-	if _, err := c.CreateUnpackedLayer(v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}); !errors.Is(err, ErrNotFound) {
+	if _, err := c.CreateUnpackedLayer(v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}, diff); !errors.Is(err, ErrNotFound) {
 		t.Errorf("copy of an absent blob: %v, want ErrNotFound", err)
 	}
-	if _, err := c.CreateUnpackedLayer(v1.Hash{Algorithm: "sha256", Hex: "../x"}); err == nil {
+	if _, err := c.CreateUnpackedLayer(v1.Hash{Algorithm: "sha256", Hex: "../x"}, diff); err == nil {
 		t.Error("copy under a malformed digest accepted")
 	}
-	u, err := c.CreateUnpackedLayer(layer)
+	u, err := c.CreateUnpackedLayer(layer, diff)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, _ = io.WriteString(u, "tar of a")
-	if _, err := c.OpenUnpackedLayer(layer); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := c.OpenUnpackedLayer(layer, diff); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a copy being written is visible: %v", err)
 	}
 	u.Abort()
-	if _, err := c.OpenUnpackedLayer(layer); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := c.OpenUnpackedLayer(layer, diff); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("an aborted copy is visible: %v", err)
 	}
-	if u, err = c.CreateUnpackedLayer(layer); err != nil {
+	if u, err = c.CreateUnpackedLayer(layer, diff); err != nil {
 		t.Fatal(err)
 	}
 	_, _ = io.WriteString(u, "tar of a")
@@ -70,7 +73,7 @@ func TestUnpackedLayer(t *testing.T) {
 		t.Fatalf("read back %q, %v", got, err)
 	}
 
-	orphan := filepath.Join(c.UnpackedLayerDir(), strings.Repeat("cd", 32))
+	orphan := filepath.Join(c.UnpackedLayerDir(), strings.Repeat("cd", 32)+"-"+diff.Hex)
 	stale := filepath.Join(c.UnpackedLayerDir(), atomicfile.Prefix+"x-1")
 	for _, p := range []string{orphan, stale} {
 		if err := os.WriteFile(p, []byte("left"), 0o644); err != nil {
@@ -92,13 +95,37 @@ func TestUnpackedLayer(t *testing.T) {
 	if got, err := readUnpacked(c, layer); err != nil || got != "tar of a" {
 		t.Fatalf("copy of a live layer removed by Clean: %q, %v", got, err)
 	}
-	if err := c.RemoveUnpackedLayer(layer); err != nil {
+	// A damaged copy is removed only while it is still the one in the cache.
+	old, err := c.OpenUnpackedLayer(layer, diff)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.OpenUnpackedLayer(layer); !errors.Is(err, fs.ErrNotExist) {
+	defer old.Close()
+	if u, err = c.CreateUnpackedLayer(layer, diff); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(u, "a newer copy")
+	if err := u.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveUnpackedLayer(layer, diff, old); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readUnpacked(c, layer); err != nil || got != "a newer copy" {
+		t.Fatalf("removing a replaced copy removed its replacement: %q, %v", got, err)
+	}
+	cur, err := c.OpenUnpackedLayer(layer, diff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cur.Close()
+	if err := c.RemoveUnpackedLayer(layer, diff, cur); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.OpenUnpackedLayer(layer, diff); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("copy kept after RemoveUnpackedLayer: %v", err)
 	}
-	if u, err = c.CreateUnpackedLayer(layer); err != nil {
+	if u, err = c.CreateUnpackedLayer(layer, diff); err != nil {
 		t.Fatal(err)
 	}
 	if err := u.Commit(); err != nil {
@@ -107,7 +134,7 @@ func TestUnpackedLayer(t *testing.T) {
 	if err := c.Remove("kiln/a:1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.OpenUnpackedLayer(layer); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := c.OpenUnpackedLayer(layer, diff); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("copy kept after its layer was removed: %v", err)
 	}
 }

@@ -140,7 +140,10 @@ func readDrive(d drive, kind string) (c *Config, err error) {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		defer f.Close()
-		b, err := io.ReadAll(io.LimitReader(f, 16<<20))
+		b, err := io.ReadAll(io.LimitReader(f, maxFile+1))
+		if err == nil && len(b) > maxFile {
+			err = fmt.Errorf("more than %d MiB", maxFile>>20)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}

@@ -147,11 +147,12 @@ func TestWrite(t *testing.T) {
 		t.Errorf("files %v, want %d", got, len(want))
 	}
 	for userData, msg := range map[string]string{
-		`{"a": {"content": "x", "entries": {}}}`:       "/a: has both content and entries",
-		`{"a": {"perm": "0999", "content": "x"}}`:      `/a: perm "0999" is not an octal mode`,
-		`{"hostname": {"content": "x"}}`:               "/hostname: kiln writes that name itself",
-		`{"d": {"entries": {"..": {"content": "x"}}}}`: "/d/..: not a file name",
-		`{"a": {"mode": "0644"}}`:                      "not a tree",
+		`{"a": {"content": "x", "entries": {}}}`:                 "/a: has both content and entries",
+		`{"a": {"perm": "0999", "content": "x"}}`:                `/a: perm "0999" is not an octal mode`,
+		`{"hostname": {"content": "x"}}`:                         "/hostname: kiln writes that name itself",
+		`{"d": {"entries": {"..": {"content": "x"}}}}`:           "/d/..: not a file name",
+		`{"` + strings.Repeat("n", 256) + `": {"content": "x"}}`: "not a file name",
+		`{"a": {"mode": "0644"}}`:                                "not a tree",
 	} {
 		warns, err := Write(dir, &Config{Provider: "http", UserData: []byte(userData)})
 		if err != nil {
@@ -203,7 +204,15 @@ func TestHTTP(t *testing.T) {
 	mux.HandleFunc("/seed/meta-data", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("local-hostname: web\n")) })
 	mux.HandleFunc("/seed/user-data", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ud")) })
 	mux.HandleFunc("/bare/meta-data", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("instance-id: b\n")) })
-	mux.HandleFunc("/broken/meta-data", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "no", http.StatusInternalServerError) })
+	mux.HandleFunc("/broken/meta-data", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "no", http.StatusForbidden) })
+	starting := 0
+	mux.HandleFunc("/starting/meta-data", func(w http.ResponseWriter, _ *http.Request) {
+		if starting++; starting < 2 {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("instance-id: s\n"))
+	})
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	env := quiet(t)
@@ -214,8 +223,11 @@ func TestHTTP(t *testing.T) {
 	if c, err := readHTTP(ctx, env, srv.URL+"/bare/"); err != nil || c.InstanceID != "b" || c.UserData != nil {
 		t.Errorf("no user-data: %+v, %v", c, err)
 	}
-	if _, err := readHTTP(ctx, env, srv.URL+"/broken/"); err == nil || !strings.Contains(err.Error(), "500") {
-		t.Errorf("500: %v", err)
+	if _, err := readHTTP(ctx, env, srv.URL+"/broken/"); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("403: %v", err)
+	}
+	if c, err := readHTTP(ctx, env, srv.URL+"/starting/"); err != nil || c.InstanceID != "s" {
+		t.Errorf("a 503 is asked again: %+v, %v", c, err)
 	}
 	// A port nobody listens on yet: retried until the timeout, then a clear error.
 	late := httptest.NewUnstartedServer(mux)

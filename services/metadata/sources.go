@@ -59,6 +59,9 @@ type Params struct {
 	URL     string   // kiln.metadata.url=: a NoCloud seed (URL/meta-data, URL/user-data)
 }
 
+// maxFile is the largest meta-data or user-data read from any source.
+const maxFile = 16 << 20
+
 // DefaultSources are the sources after the command line, in the order they are asked.
 var DefaultSources = []string{"cidata", "config-2", "fw_cfg", "http"}
 
@@ -184,10 +187,21 @@ func readHTTP(ctx context.Context, env Env, url string) (*Config, error) {
 				switch {
 				case resp.StatusCode == http.StatusNotFound && name == "user-data":
 					return nil, nil
+				case resp.StatusCode >= 500:
+					// A server still starting: asked again until the timeout.
+					err = fmt.Errorf("%s", resp.Status)
 				case resp.StatusCode != http.StatusOK:
 					return nil, fmt.Errorf("GET %s%s: %s", url, name, resp.Status)
+				default:
+					b, err := io.ReadAll(io.LimitReader(resp.Body, maxFile+1))
+					if err == nil && len(b) > maxFile {
+						err = fmt.Errorf("more than %d MiB", maxFile>>20)
+					}
+					if err != nil {
+						return nil, fmt.Errorf("GET %s%s: %w", url, name, err)
+					}
+					return b, nil
 				}
-				return io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 			}
 			select {
 			case <-ctx.Done():

@@ -69,7 +69,11 @@ func Write(dir string, c *Config) (warnings []string, err error) {
 		warnings = append(warnings, fmt.Sprintf("user data: %v; its files are not written (userdata has it as it came)", err))
 	} else if tree != nil {
 		if err := writeTree(tmp, tree); err != nil {
-			return nil, err
+			// Out of space, say: the tree is dropped, the rest is still written.
+			for name := range tree {
+				_ = os.RemoveAll(filepath.Join(tmp, name))
+			}
+			warnings = append(warnings, fmt.Sprintf("user data: writing its files: %v; they are not written", err))
 		}
 	}
 	old := tmp + ".old"
@@ -119,8 +123,11 @@ func parseTree(data []byte) (map[string]*entry, error) {
 func checkTree(at string, tree map[string]*entry) error {
 	for name, e := range tree {
 		p := at + "/" + name
-		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
-			return fmt.Errorf("%s: not a file name", p)
+		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") || len(name) > 255 {
+			return fmt.Errorf("%s: not a file name (1 to 255 bytes, no / or NUL, not . or ..)", p)
+		}
+		if len(p) > 3000 {
+			return fmt.Errorf("%s: the tree is too deep", p[:64]+"...")
 		}
 		if e == nil {
 			return fmt.Errorf("%s: null, want an object", p)

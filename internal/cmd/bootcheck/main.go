@@ -108,7 +108,7 @@ func run(prefix, arch, mem string, timeout time.Duration, console io.Writer) err
 }
 
 func runBare(prefix, arch, mem string, timeout time.Duration, console io.Writer) error {
-	initrd, cleanup, err := bareSetup(prefix, arch)
+	initrd, arch, cleanup, err := bareSetup(prefix, arch)
 	if err != nil {
 		return err
 	}
@@ -121,30 +121,31 @@ func runBare(prefix, arch, mem string, timeout time.Duration, console io.Writer)
 	return nil
 }
 
-// bareSetup builds the marker-and-poweroff initramfs for PREFIX's kernel.
-func bareSetup(prefix, arch string) (initrd string, cleanup func(), err error) {
+// bareSetup builds the marker-and-poweroff initramfs for PREFIX's kernel, and returns the
+// architecture (arch, or the kernel's when arch is "").
+func bareSetup(prefix, arch string) (initrd, archOut string, cleanup func(), err error) {
 	if arch == "" {
 		info, err := qemu.Inspect(prefix + "-kernel")
 		if err != nil {
-			return "", nil, err
+			return "", "", nil, err
 		}
 		arch = info.Arch
 	}
 	initBin, err := buildBareInit(arch)
 	if err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	defer os.RemoveAll(filepath.Dir(initBin))
 	initrd, err = bareInitrd(initBin)
 	if err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
-	return initrd, func() { os.Remove(initrd) }, nil
+	return initrd, arch, func() { os.Remove(initrd) }, nil
 }
 
 // runPairs boots n interleaved pairs, bare kernel then system, and prints the medians.
 func runPairs(prefix, arch, mem string, timeout time.Duration, n int) error {
-	initrd, cleanup, err := bareSetup(prefix, arch)
+	initrd, arch, cleanup, err := bareSetup(prefix, arch)
 	if err != nil {
 		return err
 	}
