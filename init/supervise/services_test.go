@@ -121,7 +121,11 @@ func writeService(t *testing.T, dir, name string, args []string) {
 		},
 		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
 			{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
-		}},
+		},
+			// A cgroup of this test run's own: with none, runc names it after the container ID
+			// alone, and a process an earlier, killed run left behind would make it non-empty.
+			CgroupsPath: fmt.Sprintf("/kiln-test-%d/%s", os.Getpid(), name),
+		},
 	}
 	data, err := json.Marshal(s)
 	if err != nil {
@@ -172,7 +176,16 @@ func TestServicesWithContainerd(t *testing.T) {
 	ns := fmt.Sprintf("kiln-test-%d", os.Getpid())
 	s := &Services{Client: client, Console: c, LogDir: logs, CgroupRoot: filepath.Join(dir, "cgroup"), Policy: quickPolicy(), Namespace: ns,
 		FIFODir: filepath.Join(dir, "fifo")}
-	t.Cleanup(func() { os.Remove(filepath.Join("/run/containerd/runc", ns)) })
+	t.Cleanup(func() {
+		os.Remove(filepath.Join("/run/containerd/runc", ns))
+		// The services' cgroups (writeService), in every hierarchy, once they are empty.
+		dirs, _ := filepath.Glob(fmt.Sprintf("/sys/fs/cgroup/*/kiln-test-%d/*", os.Getpid()))
+		more, _ := filepath.Glob(fmt.Sprintf("/sys/fs/cgroup/kiln-test-%d/*", os.Getpid()))
+		for _, d := range append(dirs, more...) {
+			os.Remove(d)
+			os.Remove(filepath.Dir(d))
+		}
+	})
 	s.Policy.Limit = 2
 	up, failed, err := s.StartAll(ctx, svcDir)
 	if err != nil {
