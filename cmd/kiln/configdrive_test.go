@@ -14,9 +14,7 @@ import (
 // derived from it; -data DIR takes the folder's files as they are; a subfolder, a missing path
 // or a special file are errors naming the path. Read back with mtools.
 func TestConfigDrive(t *testing.T) {
-	if _, err := exec.LookPath("mtype"); err != nil {
-		testenv.SkipOrFail(t, "mtype is missing (apt-get install mtools; scripts/deps.sh installs it)")
-	}
+	testenv.NeedTool(t, "mtype", "mtools")
 	mtype := func(img, name string) string {
 		t.Helper()
 		b, err := exec.Command("mtype", "-i", img, "::"+name).CombinedOutput()

@@ -11,13 +11,6 @@ import (
 	"github.com/kiln-os/kiln/internal/testenv"
 )
 
-func tool(t *testing.T, name, pkg string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		testenv.SkipOrFail(t, "%s is missing (apt-get install %s; scripts/deps.sh installs it)", name, pkg)
-	}
-}
-
 func image(t *testing.T, label string, files []File) (string, []byte) {
 	t.Helper()
 	var b bytes.Buffer
@@ -44,8 +37,8 @@ func out(t *testing.T, name string, args ...string) string {
 // names, an exact 8.3 name, an empty file, a file of several clusters; the label and the
 // volume ID are what the boot sector says.
 func TestImageReadBack(t *testing.T) {
-	tool(t, "fsck.fat", "dosfstools")
-	tool(t, "mtype", "mtools")
+	testenv.NeedTool(t, "fsck.fat", "dosfstools")
+	testenv.NeedTool(t, "mtype", "mtools")
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1000) // 16000 bytes: 4 clusters
 	files := []File{
 		{"user-data", []byte("#cloud-config\nhostname: x\n")},
@@ -109,7 +102,7 @@ func TestWriteErrors(t *testing.T) {
 
 // Many short names that collide get distinct ~N aliases, all readable.
 func TestShortNameCollisions(t *testing.T) {
-	tool(t, "mtype", "mtools")
+	testenv.NeedTool(t, "mtype", "mtools")
 	var files []File
 	for _, n := range []string{"config-one", "config-two", "config-three", "config-four", "config-five", "config-six", "config-seven", "config-eight", "config-nine", "config-ten"} {
 		files = append(files, File{n, []byte(n)})

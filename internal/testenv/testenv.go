@@ -10,6 +10,7 @@ package testenv
 
 import (
 	"os"
+	"os/exec"
 	"testing"
 )
 
@@ -27,6 +28,15 @@ func SkipOrFail(t testing.TB, format string, args ...any) {
 		t.Fatalf("missing under CI (nothing may skip): "+format, args...)
 	}
 	t.Skipf(format, args...)
+}
+
+// NeedTool stops the test (SkipOrFail) when the program name is not on PATH, naming the
+// Debian package that has it.
+func NeedTool(t testing.TB, name, debianPackage string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		SkipOrFail(t, "%s is missing (apt-get install %s; scripts/deps.sh installs it)", name, debianPackage)
+	}
 }
 
 // Short skips the test in -short mode (never the case under CI, which runs everything).

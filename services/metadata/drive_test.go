@@ -13,13 +13,11 @@ import (
 	"github.com/kiln-os/kiln/services/metadata/internal/testenv"
 )
 
-// need returns the path of each tool, or skips (fails under CI) naming the Debian package.
+// need stops the test when a tool (name -> Debian package) is missing.
 func need(t *testing.T, tools map[string]string) {
 	t.Helper()
 	for tool, pkg := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			testenv.SkipOrFail(t, "%s is missing (apt-get install %s; scripts/deps.sh installs it)", tool, pkg)
-		}
+		testenv.NeedTool(t, tool, pkg)
 	}
 }
 

@@ -26,7 +26,9 @@ type Env struct {
 }
 
 // cmdline splits a kernel command line into its parameters; double quotes group words
-// (`kiln.ssh="ssh-ed25519 AAAA... me"`) and are removed.
+// (`kiln.ssh="ssh-ed25519 AAAA... me"`) and are removed. It is the rule of kiln-init's
+// boot.SplitCmdline, kept here because this module does not depend on init's (containerd's)
+// dependencies.
 func cmdline(s string) []string {
 	var out []string
 	var cur strings.Builder
