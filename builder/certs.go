@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -73,6 +74,16 @@ type CertOption func(*certOptions)
 
 type certOptions struct {
 	replace bool
+	keepCA  bool
+}
+
+// KeepCA makes GenerateCerts issue new server and client certificates from the CA already in
+// the directory (ca.pem and ca-key.pem) instead of making a new CA: nodes and clients keep
+// trusting each other while the new files reach them one by one. Use it to add a node's name
+// or to replace certificates before they expire. It implies ReplaceExisting for the server's
+// and client's files.
+func KeepCA() CertOption {
+	return func(o *certOptions) { o.keepCA = true }
 }
 
 // ReplaceExisting lets GenerateCerts overwrite certificate files already in the directory.
@@ -107,7 +118,7 @@ func GenerateCerts(dir string, hosts []string, opts ...CertOption) (CertFiles, e
 	if err != nil {
 		return CertFiles{}, err
 	}
-	if !o.replace {
+	if !o.replace && !o.keepCA {
 		var existing []string
 		for _, p := range files.paths() {
 			if _, err := os.Lstat(p); err == nil {
@@ -117,37 +128,35 @@ func GenerateCerts(dir string, hosts []string, opts ...CertOption) (CertFiles, e
 			}
 		}
 		if len(existing) > 0 {
-			return CertFiles{}, fmt.Errorf("%s: %w (%s); keep them, or replace them (kiln builder certs "+
-				"--force), after which every node and client holding the old files must get the new ones",
+			return CertFiles{}, fmt.Errorf("%s: %w (%s); keep them, issue new server and client certificates "+
+				"from the same CA (kiln builder certs -reissue), or replace them all with a new CA (kiln builder "+
+				"certs -force), after which every node and client holding the old files must get the new ones",
 				files.Dir, ErrCertsExist, strings.Join(existing, ", "))
 		}
 	}
-	if err := os.MkdirAll(files.Dir, 0o700); err != nil {
-		return CertFiles{}, fmt.Errorf("creating certificate directory: %w", err)
-	}
-
 	notBefore := time.Now().Add(-time.Hour) // tolerate small clock differences between nodes
 	notAfter := notBefore.Add(certValidity)
 
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return CertFiles{}, fmt.Errorf("generating CA key: %w", err)
+	var caCert *x509.Certificate
+	var caKey crypto.Signer
+	var writes []certWrite
+	if o.keepCA {
+		caCert, caKey, err = loadCA(files)
+		if err != nil {
+			return CertFiles{}, err
+		}
+		if caCert.NotAfter.Before(notAfter) {
+			notAfter = caCert.NotAfter
+		}
+	} else {
+		caCert, caKey, writes, err = newCA(files, notBefore, notAfter)
+		if err != nil {
+			return CertFiles{}, err
+		}
 	}
-	caTmpl, err := certTemplate("kiln builder CA", notBefore, notAfter)
-	if err != nil {
-		return CertFiles{}, err
-	}
-	caTmpl.IsCA = true
-	caTmpl.BasicConstraintsValid = true
-	caTmpl.MaxPathLenZero = true
-	caTmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
-	if err != nil {
-		return CertFiles{}, fmt.Errorf("creating CA certificate: %w", err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return CertFiles{}, fmt.Errorf("parsing CA certificate: %w", err)
+
+	if err := os.MkdirAll(files.Dir, 0o700); err != nil {
+		return CertFiles{}, fmt.Errorf("creating certificate directory: %w", err)
 	}
 
 	serverTmpl, err := certTemplate("kiln builder server", notBefore, notAfter)
@@ -171,18 +180,12 @@ func GenerateCerts(dir string, hosts []string, opts ...CertOption) (CertFiles, e
 		return CertFiles{}, fmt.Errorf("creating client certificate: %w", err)
 	}
 
-	writes := []struct {
-		path string
-		data func() ([]byte, error)
-		mode os.FileMode
-	}{
-		{files.CA, certPEM(caDER), 0o644},
-		{files.CAKey, keyPEM(caKey), 0o600},
+	writes = append(writes, []certWrite{
 		{files.ServerCert, certPEM(serverDER), 0o644},
 		{files.ServerKey, keyPEM(serverKey), 0o600},
 		{files.ClientCert, certPEM(clientDER), 0o644},
 		{files.ClientKey, keyPEM(clientKey), 0o600},
-	}
+	}...)
 	for _, w := range writes {
 		data, err := w.data()
 		if err != nil {
@@ -193,6 +196,63 @@ func GenerateCerts(dir string, hosts []string, opts ...CertOption) (CertFiles, e
 		}
 	}
 	return files, nil
+}
+
+// certWrite is one file GenerateCerts writes.
+type certWrite struct {
+	path string
+	data func() ([]byte, error)
+	mode os.FileMode
+}
+
+// newCA makes a CA valid from notBefore to notAfter and returns it with the files to write.
+func newCA(files CertFiles, notBefore, notAfter time.Time) (*x509.Certificate, crypto.Signer, []certWrite, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("generating CA key: %w", err)
+	}
+	caTmpl, err := certTemplate("kiln builder CA", notBefore, notAfter)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	caTmpl.IsCA = true
+	caTmpl.BasicConstraintsValid = true
+	caTmpl.MaxPathLenZero = true
+	caTmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("creating CA certificate: %w", err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("parsing CA certificate: %w", err)
+	}
+	return caCert, caKey, []certWrite{{files.CA, certPEM(caDER), 0o644}, {files.CAKey, keyPEM(caKey), 0o600}}, nil
+}
+
+// loadCA reads the CA certificate and key of files.
+func loadCA(files CertFiles) (*x509.Certificate, crypto.Signer, error) {
+	pair, err := tls.LoadX509KeyPair(files.CA, files.CAKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the CA to issue certificates from (%s, %s): %w; without it, "+
+			"make a new CA with kiln builder certs -force", files.CA, files.CAKey, err)
+	}
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, nil, fmt.Errorf("CA certificate %s: %w", files.CA, err)
+	}
+	if !cert.IsCA {
+		return nil, nil, fmt.Errorf("CA certificate %s is not a CA certificate", files.CA)
+	}
+	if time.Now().After(cert.NotAfter) {
+		return nil, nil, fmt.Errorf("the CA in %s expired on %s; make a new one with kiln builder certs -force",
+			files.CA, cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	signer, ok := pair.PrivateKey.(crypto.Signer)
+	if !ok {
+		return nil, nil, fmt.Errorf("CA key %s cannot sign", files.CAKey)
+	}
+	return cert, signer, nil
 }
 
 func (f CertFiles) paths() []string {

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/kiln-os/kiln/builder"
+	"github.com/kiln-os/kiln/internal/atomicfile"
 )
 
 type builderCommand struct {
@@ -20,7 +23,7 @@ func builderCommands() []builderCommand {
 		{"start", "kiln builder start [-tcp HOST:PORT] [-debug]", "start the local buildkitd (a plain process; state in ~/.kiln/builder)", builderStart},
 		{"stop", "kiln builder stop", "stop the local buildkitd", builderStop},
 		{"status", "kiln builder status", "show whether the local buildkitd runs, its addresses, version and platforms", builderStatus},
-		{"certs", "kiln builder certs [-hosts NAME,...] [-force]", "make a CA and server/client certificates for builders reached over TCP (mutual TLS)", builderCerts},
+		{"certs", "kiln builder certs [-hosts NAME,...] [-force | -reissue] [-node-config DIR]", "make a CA and server/client certificates for builders reached over TCP (mutual TLS)", builderCerts},
 	}
 }
 
@@ -137,12 +140,25 @@ func printStatus(ctx context.Context, d *builder.Daemon) error {
 func builderCerts(_ context.Context, d *builder.Daemon, args []string) error {
 	bc := lookupBuilder("certs")
 	fs := newFlags("builder certs", bc.usage, bc.summary+".\n\n"+
-		"Files go to ROOT/certs. Copy ca.pem, server.pem and server-key.pem to each builder node's\n"+
-		"ROOT/certs and start it with `kiln builder start -tcp :1234`; keep ca-key.pem private.")
+		"Files go to ROOT/certs. A builder node needs ca.pem, server.pem and server-key.pem:\n"+
+		"-node-config DIR writes them as DIR/user-data, the node configuration the appliance's\n"+
+		"metadata service reads (kiln run qemu -data DIR, a cidata drive, or an HTTP seed; see\n"+
+		"docs/appliance.md). A plain kiln builder start -tcp reads them from ROOT/certs. Keep\n"+
+		"ca-key.pem private. With certificates in place, -node-config alone writes the node\n"+
+		"configuration again; -reissue issues new server and client certificates from the same CA\n"+
+		"(new names, or before they expire); -force replaces everything, the CA too.")
 	hosts := fs.String("hosts", "", "comma-separated names and addresses the builder is reached by (localhost and loopback are always included)")
-	force := fs.Bool("force", false, "replace existing certificates")
+	force := fs.Bool("force", false, "replace existing certificates, the CA too")
+	reissue := fs.Bool("reissue", false, "issue new server and client certificates from the existing CA")
+	nodeConfig := fs.String("node-config", "", "also write DIR/user-data: the node configuration holding the node's TLS files")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"unexpected arguments: " + strings.Join(fs.Args(), " ")}
+	}
+	if *force && *reissue {
+		return usageError{"-force and -reissue exclude each other: -force makes a new CA, -reissue keeps it"}
 	}
 	var hs []string
 	if *hosts != "" {
@@ -152,10 +168,35 @@ func builderCerts(_ context.Context, d *builder.Daemon, args []string) error {
 	if *force {
 		opts = append(opts, builder.ReplaceExisting())
 	}
+	if *reissue {
+		opts = append(opts, builder.KeepCA())
+	}
 	files, err := builder.GenerateCerts(d.CertDir(), hs, opts...)
+	switch {
+	case err == nil:
+		fmt.Printf("CA:     %s\nserver: %s %s\nclient: %s %s\n", files.CA, files.ServerCert, files.ServerKey, files.ClientCert, files.ClientKey)
+	case errors.Is(err, builder.ErrCertsExist) && *nodeConfig != "" && *hosts == "":
+		// Only the node configuration was asked for: write it from the files there are.
+		if files, err = builder.CertFilesIn(d.CertDir()); err != nil {
+			return err
+		}
+	default:
+		return err
+	}
+	if *nodeConfig == "" {
+		return nil
+	}
+	data, err := builder.NodeUserData(files)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("CA:     %s\nserver: %s %s\nclient: %s %s\n", files.CA, files.ServerCert, files.ServerKey, files.ClientCert, files.ClientKey)
+	if err := os.MkdirAll(*nodeConfig, 0o700); err != nil {
+		return fmt.Errorf("-node-config: %w", err)
+	}
+	out := filepath.Join(*nodeConfig, "user-data")
+	if err := atomicfile.Write(out, data, 0o600); err != nil {
+		return fmt.Errorf("-node-config: %w", err)
+	}
+	fmt.Printf("node:   %s (holds the server's key: hand it to the node only)\n", out)
 	return nil
 }

@@ -108,6 +108,7 @@ func testCLIExitCodes(t *testing.T, bin string) {
 		{args: []string{"version", "-x"}, code: 2, stderr: "flag provided but not defined: -x"},
 		{args: []string{"cache", "frob"}, code: 2, stderr: `unknown cache command "frob"`},
 		{args: []string{"cache", "rm"}, code: 2, stderr: "no reference given"},
+		{args: []string{"builder", "-root", filepath.Join(dir, "b"), "certs", "-force", "-reissue"}, code: 2, stderr: "-force and -reissue exclude each other"},
 
 		// Failures of the run: exit 1, no usage.
 		{args: []string{"validate", filepath.Join(dir, "missing.yml")}, code: 1, stderr: "missing.yml", noUsage: true},
@@ -121,6 +122,8 @@ func testCLIExitCodes(t *testing.T, bin string) {
 			stderr: "-o works with exactly one single-file format", noUsage: true},
 		{args: []string{"build", "-format", "tar,docker", "-o", filepath.Join(dir, "x.tar"), "-arch", "amd64", "-pull=false", good}, code: 1,
 			stderr: "-o works with exactly one single-file format", noUsage: true},
+		{args: []string{"builder", "-root", filepath.Join(dir, "b"), "certs", "-reissue"}, code: 1,
+			stderr: "reading the CA to issue certificates from", noUsage: true},
 		{args: []string{"build", "-format", "tar", "-o", filepath.Join(good, "x.tar"), "-arch", "amd64", "-pull=false", good}, code: 1,
 			stderr: "not a directory", noUsage: true},
 	}

@@ -1,0 +1,48 @@
+package builder
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+)
+
+// NodeConfigDir is the folder, under the metadata service's /run/config, that holds a builder
+// node's TLS files: the buildkitd service reads ca.pem, server.pem and server-key.pem there.
+const NodeConfigDir = "buildkit"
+
+// configEntry is one node of the metadata service's user-data tree: a file (Content) or a
+// folder (Entries) with its mode.
+type configEntry struct {
+	Perm    string                 `json:"perm"`
+	Content *string                `json:"content,omitempty"`
+	Entries map[string]configEntry `json:"entries,omitempty"`
+}
+
+// NodeUserData returns a builder node's user data: the JSON tree the node's metadata service
+// writes under /run/config, holding the CA certificate, the server certificate and the
+// server's key of files in the folder buildkit/ (the key readable by root only). The CA's key
+// and the client's files stay on the machine that issued them. The same files give the same
+// bytes.
+func NodeUserData(files CertFiles) ([]byte, error) {
+	entries := map[string]configEntry{}
+	for _, f := range []struct {
+		name, path, perm string
+	}{
+		{CAFile, files.CA, "0644"},
+		{ServerCertFile, files.ServerCert, "0644"},
+		{ServerKeyFile, files.ServerKey, "0600"},
+	} {
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			return nil, fmt.Errorf("node configuration: %w", err)
+		}
+		s := string(b)
+		entries[f.name] = configEntry{Perm: f.perm, Content: &s}
+	}
+	tree := map[string]configEntry{NodeConfigDir: {Perm: "0700", Entries: entries}}
+	b, err := json.MarshalIndent(tree, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("node configuration: %w", err)
+	}
+	return append(b, '\n'), nil
+}
