@@ -2,6 +2,8 @@ package boot
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +38,18 @@ type Cmdline struct {
 // enough for a slow container on a software-emulated machine, short enough that a hung one
 // does not hold the boot for good.
 const DefaultOnbootTimeout = 5 * time.Minute
+
+// serviceSwitches are the kiln.* switches kiln's services read from /proc/cmdline (see each
+// service's doc comment); kiln-init leaves them alone and warns about any other kiln.* switch.
+var serviceSwitches = map[string]bool{
+	"kiln.hostname":     true, // services/metadata
+	"kiln.instance_id":  true,
+	"kiln.ssh":          true,
+	"kiln.metadata":     true,
+	"kiln.metadata.url": true,
+	"kiln.net":          true, // services/network
+	"kiln.console":      true, // images/builder.yml's console shell
+}
 
 // DefaultCmdline is what kiln-init uses before (or without) reading the command line.
 func DefaultCmdline() Cmdline {
@@ -79,8 +93,11 @@ func ParseCmdline(line string) (Cmdline, []string) {
 					c.Modules = append(c.Modules, m)
 				}
 			}
+		case serviceSwitches[key]:
+			// Read by one of kiln's services, not by kiln-init.
 		case strings.HasPrefix(key, "kiln."):
-			warn = append(warn, fmt.Sprintf("unknown switch %s; kiln-init knows kiln.debug, kiln.onfail, kiln.onboot.timeout and kiln.modules", key))
+			warn = append(warn, fmt.Sprintf("unknown switch %s; kiln-init knows kiln.debug, kiln.onfail, kiln.onboot.timeout and "+
+				"kiln.modules, and kiln's services read %s", key, strings.Join(slices.Sorted(maps.Keys(serviceSwitches)), ", ")))
 		case hasVal && strings.Contains(key, "."):
 			mod, param, _ := strings.Cut(key, ".")
 			if mod == "" || param == "" {

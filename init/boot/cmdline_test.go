@@ -47,6 +47,7 @@ func TestParseCmdline(t *testing.T) {
 		{"kiln.onboot.timeout", Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{}, OnbootTimeout: DefaultOnbootTimeout},
 			"kiln.onboot.timeout=: "},
 		{"kiln.verbose", Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{}, OnbootTimeout: DefaultOnbootTimeout}, "unknown switch kiln.verbose"},
+		{"kiln.hostname=n1 kiln.net=eth0 kiln.console=shell", Cmdline{OnFail: OnFailPoweroff, Params: map[string]string{}, OnbootTimeout: DefaultOnbootTimeout}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.line, func(t *testing.T) {

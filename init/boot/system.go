@@ -150,7 +150,7 @@ func setHostname(_ context.Context, s *State) error {
 func (s *State) runner(timeout time.Duration) *runc.Runner {
 	return &runc.Runner{
 		Runc: s.Paths.Runc, LogDir: s.Paths.LogDir, CgroupRoot: s.Paths.CgroupRoot,
-		Console: s.Console, Reaper: s.Reaper, Live: s.Cmdline.Debug, Timeout: timeout,
+		Console: s.Console, Reaper: s.Reaper, Live: true, Timeout: timeout,
 	}
 }
 
