@@ -71,6 +71,13 @@ func buildArgs(c Config) []string {
 	if c.QMP != "" {
 		args = append(args, "-qmp", "unix:"+escape(c.QMP)+",server=on,wait=off")
 	}
+	// A virtio RNG fed from the host: a guest's kernel otherwise waits a minute or two under
+	// emulation before its random number generator is ready, and every getrandom(2) (Go's
+	// crypto/rand: DHCP transaction IDs, TLS) blocks until then. The guest needs the
+	// virtio_rng module (built in, or loaded: kiln.modules=virtio_rng).
+	args = append(args,
+		"-object", "rng-random,id=rng0,filename=/dev/urandom",
+		"-device", "virtio-rng-"+a.bus+",rng=rng0")
 	for i, d := range c.Disks {
 		id := "disk" + strconv.Itoa(i)
 		opt := "if=none,id=" + id + ",format=" + d.Format

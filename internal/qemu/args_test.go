@@ -14,6 +14,11 @@ import (
 // common is the start of every argument list after the binary.
 var common = []string{"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-accel", "tcg"}
 
+// rng is the virtio RNG every guest gets, on the bus named.
+func rng(bus string) []string {
+	return []string{"-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-" + bus + ",rng=rng0"}
+}
+
 func TestArgs(t *testing.T) {
 	dir := writeKernels(t)
 	// In want, "D/" stands for the folder holding the test files.
@@ -26,7 +31,7 @@ func TestArgs(t *testing.T) {
 		cfg:  Config{Kernel: "D/vmlinux-pvh", Initrd: "D/initrd.img"},
 		want: flat("qemu-system-x86_64", common, "-M", "q35", "-m", "1024M", "-smp", "1",
 			"-kernel", "D/vmlinux-pvh", "-initrd", "D/initrd.img",
-			"-append", "console=ttyS0 panic=-1", "-serial", "stdio"),
+			"-append", "console=ttyS0 panic=-1", "-serial", "stdio", rng("pci")),
 	}, {
 		name: "arm64 Image with disks, network and forwards",
 		cfg: Config{
@@ -38,7 +43,7 @@ func TestArgs(t *testing.T) {
 			},
 		},
 		want: flat("qemu-system-aarch64", common, "-M", "virt", "-cpu", "cortex-a57", "-m", "2G", "-smp", "2",
-			"-kernel", "D/Image", "-append", "quiet  console=hvc0 panic=-1", "-serial", "stdio",
+			"-kernel", "D/Image", "-append", "quiet  console=hvc0 panic=-1", "-serial", "stdio", rng("pci"),
 			"-drive", "if=none,id=disk0,format=raw,file=D/disk.img", "-device", "virtio-blk-pci,drive=disk0",
 			"-drive", "if=none,id=disk1,format=qcow2,readonly=on,file=D/disk,,comma.img", "-device", "virtio-blk-pci,drive=disk1",
 			"-netdev", "user,id=net0,hostfwd=tcp::8080-:80,hostfwd=udp:127.0.0.1:5353-:53", "-device", "virtio-net-pci,netdev=net0"),
@@ -52,7 +57,7 @@ func TestArgs(t *testing.T) {
 		want: flat("qemu-system-s390x", common, "-M", "s390-ccw-virtio", "-m", "1024M", "-smp", "1",
 			"-kernel", "D/image-s390x", "-initrd", "D/initrd.img", "-append", "panic=5 console=ttysclp0",
 			"-chardev", "stdio,id=console,mux=on,signal=off", "-serial", "chardev:console",
-			"-mon", "chardev=console,mode=readline", "-qmp", "unix:D/qmp.sock,server=on,wait=off",
+			"-mon", "chardev=console,mode=readline", "-qmp", "unix:D/qmp.sock,server=on,wait=off", rng("ccw"),
 			"-drive", "if=none,id=disk0,format=raw,file=D/disk.img", "-device", "virtio-blk-ccw,drive=disk0",
 			"-netdev", "user,id=net0", "-device", "virtio-net-ccw,netdev=net0"),
 	}, {
@@ -62,13 +67,13 @@ func TestArgs(t *testing.T) {
 			ExtraArgs: []string{"-device", "pvpanic"},
 		},
 		want: flat("/opt/qemu/bin/qemu-system-x86_64", common, "-M", "q35", "-m", "1024M", "-smp", "1",
-			"-kernel", "D/bzImage", "-append", "console=ttyS0,115200 panic=-1", "-serial", "stdio",
+			"-kernel", "D/bzImage", "-append", "console=ttyS0,115200 panic=-1", "-serial", "stdio", rng("pci"),
 			"-device", "pvpanic"),
 	}, {
 		name: "s390x ELF kernel, architecture from the file",
 		cfg:  Config{Kernel: "D/vmlinux-s390x", Memory: "512m"},
 		want: flat("qemu-system-s390x", common, "-M", "s390-ccw-virtio", "-m", "512m", "-smp", "1",
-			"-kernel", "D/vmlinux-s390x", "-append", "console=ttysclp0 panic=-1", "-serial", "stdio"),
+			"-kernel", "D/vmlinux-s390x", "-append", "console=ttysclp0 panic=-1", "-serial", "stdio", rng("ccw")),
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
