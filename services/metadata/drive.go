@@ -32,7 +32,7 @@ func findDrives(env Env) []drive {
 	if paths == nil {
 		ents, err := os.ReadDir(filepath.Join(env.Sys, "class", "block"))
 		if err != nil {
-			env.Log("metadata: no block devices to look at: %v", err)
+			env.Log("no block devices to look at: %v", err)
 			return nil
 		}
 		for _, e := range ents {

@@ -34,7 +34,7 @@ func main() {
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 	env := Env{Cmdline: *cmdlineFile, Sys: "/sys", Dev: "/dev", HTTPTimeout: *httpTimeout, Log: logf}
 	if err := run(context.Background(), env, *out); err != nil {
-		logf("metadata: %v", err)
+		logf("%v", err)
 		os.Exit(1)
 	}
 }
@@ -44,26 +44,26 @@ func main() {
 func run(ctx context.Context, env Env, out string) error {
 	line, err := os.ReadFile(env.Cmdline)
 	if err != nil {
-		env.Log("metadata: the kernel command line: %v; not read", err)
+		env.Log("the kernel command line: %v; not read", err)
 	}
 	p, err := ParseParams(string(line))
 	if err != nil {
-		env.Log("metadata: %v; using the default sources", err)
+		env.Log("%v; using the default sources", err)
 		p.Sources = DefaultSources
 	}
 	c := Gather(ctx, env, p)
 	if c.empty() {
-		env.Log("metadata: no source had anything for this node (command line, %v); %s has no configuration", p.Sources, out)
+		env.Log("no source had anything for this node (command line, %v); %s has no configuration", p.Sources, out)
 	}
 	warnings, err := Write(out, c)
 	for _, w := range warnings {
-		env.Log("metadata: %s", w)
+		env.Log("%s", w)
 	}
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", out, err)
 	}
 	if !c.empty() {
-		env.Log("metadata: wrote %s from %s", out, c.Provider)
+		env.Log("wrote %s from %s", out, c.Provider)
 	}
 	return nil
 }

@@ -256,7 +256,7 @@ func TestGatherSkipsBrokenSource(t *testing.T) {
 	if c.Hostname != "h" || c.Provider != "cmdline" {
 		t.Errorf("%+v", c)
 	}
-	if len(logged) != 1 || !strings.Contains(logged[0], "metadata: fw_cfg: fw_cfg: meta-data") || !strings.HasSuffix(logged[0], "skipped") {
+	if len(logged) != 1 || !strings.Contains(logged[0], "fw_cfg: fw_cfg: meta-data") || !strings.HasSuffix(logged[0], "skipped") {
 		t.Errorf("logged %q", logged)
 	}
 }

@@ -129,11 +129,11 @@ func Gather(ctx context.Context, env Env, p Params) *Config {
 			got, err = readHTTP(ctx, env, p.URL)
 		}
 		if err != nil {
-			env.Log("metadata: %s: %v; skipped", s, err)
+			env.Log("%s: %v; skipped", s, err)
 			continue
 		}
 		if got != nil && !got.empty() {
-			env.Log("metadata: read %s", got.Provider)
+			env.Log("read %s", got.Provider)
 		}
 		c.Merge(got)
 	}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Onboot configures the interfaces and writes the files (see the command's doc). Only a file
+// that cannot be written is an error: the node boots without network otherwise.
+func Onboot(ctx context.Context, env Env) error {
+	if _, err := linkUp("lo"); err != nil {
+		env.Log("lo: %v", err)
+	}
+	names := pickInterfaces(env)
+	leases := make([]*Lease, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() { leases[i] = configure(ctx, env, name) })
+	}
+	wg.Wait()
+	var got []*Lease
+	var errs []error
+	for i, l := range leases {
+		if l != nil {
+			got = append(got, l)
+			errs = append(errs, saveLease(env.RunDir, l))
+		} else if err := os.Remove(filepath.Join(env.RunDir, names[i]+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, writeAtomic(env.Resolv, resolvConf(got)), writeAtomic(filepath.Join(env.RunDir, "ntp"), ntpServers(got)))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("writing the network state: %w", err)
+	}
+	setHostname(env, got)
+	return nil
+}
+
+// pickInterfaces is the interfaces to configure, as kiln.net= says or every ethernet link, and
+// says so on the console when there is none.
+func pickInterfaces(env Env) []string {
+	line, err := os.ReadFile(env.Cmdline)
+	if err != nil {
+		env.Log("the kernel command line: %v; not read", err)
+	}
+	sel, err := ParseSelection(string(line))
+	if err != nil {
+		env.Log("%v; configuring every ethernet interface", err)
+	}
+	switch {
+	case sel.None:
+		env.Log("kiln.net=none; no interface configured")
+		return nil
+	case sel.Names != nil:
+		return sel.Names
+	}
+	names, err := ethernetLinks()
+	if err != nil {
+		env.Log("%v; booting without network", err)
+		return nil
+	}
+	if len(names) == 0 {
+		env.Log("no network interfaces besides lo; booting without network")
+	}
+	return names
+}
+
+// configure sets one interface up, gets a lease within the timeout and applies it. It says
+// what happened in one console line, and returns the lease, or nil.
+func configure(ctx context.Context, env Env, name string) *Lease {
+	fail := func(format string, args ...any) *Lease {
+		env.Log("%s: %s; booting without network on %s", name, fmt.Sprintf(format, args...), name)
+		return nil
+	}
+	start := time.Now()
+	link, err := linkUp(name)
+	if err != nil {
+		return fail("%v", err)
+	}
+	c, err := newClient(name)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer func() { _ = c.Close() }()
+	ctx, cancel := context.WithTimeout(ctx, env.Timeout)
+	defer cancel()
+	l, err := c.Request(ctx)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return fail("no DHCP lease within %s", env.Timeout)
+	case errors.Is(err, context.Canceled):
+		return fail("stopped while waiting for a DHCP lease")
+	case err != nil:
+		return fail("DHCP: %v", err)
+	}
+	if err := Apply(link, l, nil); err != nil {
+		return fail("the lease for %s: %v", l.IPNet(), err)
+	}
+	env.Log("%s: %s (%s)", name, l.Summary(), took(start))
+	return l
+}
+
+// took is the time since start for a console line: "1.2s", or "40ms" under a second.
+func took(start time.Time) time.Duration {
+	d := time.Since(start)
+	if d >= time.Second {
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Millisecond)
+}
+
+// setHostname sets the host name from the metadata service's file, else from the first lease
+// that names one, and writes it to env.HostnameFile when that is set. Failures are reported
+// and the boot goes on.
+func setHostname(env Env, leases []*Lease) {
+	var name, from string
+	file := filepath.Join(env.ConfigDir, "hostname")
+	if b, err := os.ReadFile(file); err == nil {
+		name, from = strings.TrimSpace(string(b)), file
+	} else if !errors.Is(err, os.ErrNotExist) {
+		env.Log("%v; not used", err)
+	}
+	if name == "" {
+		for _, l := range leases {
+			if l.Hostname != "" {
+				name, from = l.Hostname, "DHCP on "+l.Interface
+				break
+			}
+		}
+	}
+	if name == "" {
+		return
+	}
+	if !validHostname(name) {
+		env.Log("host name %q (from %s) is not a valid host name; not set", name, from)
+		return
+	}
+	if err := unix.Sethostname([]byte(name)); err != nil {
+		env.Log("setting the host name %s (from %s): %v", name, from, err)
+		return
+	}
+	if env.HostnameFile != "" {
+		if err := writeAtomic(env.HostnameFile, []byte(name+"\n")); err != nil {
+			env.Log("writing the host name: %v", err)
+		}
+	}
+	env.Log("host name %s (from %s)", name, from)
+}
