@@ -28,7 +28,7 @@ $(BIN)/kiln: FORCE
 
 FORCE:
 
-tools: $(BIN)/registry $(BIN)/golangci-lint $(BIN)/buildkitd $(BIN)/runc $(BIN)/containerd
+tools: $(BIN)/registry $(BIN)/golangci-lint $(BIN)/buildkitd $(BIN)/buildctl $(BIN)/runc $(BIN)/containerd
 
 # containerd and its runc shim, for init's supervisor tests (static, as in system/containerd).
 CONTAINERD_VER := v2.4.2
@@ -43,6 +43,12 @@ $(BIN)/containerd:
 $(BIN)/buildkitd: go.mod
 	$(GO) build -trimpath -ldflags "-X github.com/moby/buildkit/version.Version=$(BUILDKIT_VER)" -o $@ github.com/moby/buildkit/cmd/buildkitd
 
+# buildctl, BuildKit's own client at the same version: the appliance's tests build through it
+# over mutual TLS, as a user without kiln would.
+export KILN_BUILDCTL := $(BIN)/buildctl
+$(BIN)/buildctl: go.mod
+	$(GO) build -trimpath -ldflags "-X github.com/moby/buildkit/version.Version=$(BUILDKIT_VER)" -o $@ github.com/moby/buildkit/cmd/buildctl
+
 # A static runc with seccomp (needs libseccomp-dev), for buildkitd's OCI worker.
 $(BIN)/runc:
 	CGO_ENABLED=1 GOBIN=$(BIN) $(GO) install -trimpath -tags "seccomp netgo osusergo" \
@@ -56,7 +62,7 @@ $(BIN)/golangci-lint:
 	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VER)
 
 # Packages whose code is a Go module of its own (their build context is their folder).
-SUBMODULES    := init kernel/tools services/hello services/metadata
+SUBMODULES    := init kernel/tools services/hello services/metadata services/buildkitd services/network
 
 lint: $(BIN)/golangci-lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
