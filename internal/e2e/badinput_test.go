@@ -99,24 +99,37 @@ func startVM(t *testing.T, prefix, arch string) (*qemu.VM, io.Writer) {
 // startVMWith is startVM with disks attached.
 func startVMWith(t *testing.T, prefix, arch string, disks ...qemu.Disk) (*qemu.VM, io.Writer) {
 	t.Helper()
+	return startVMConfig(t, prefix, qemu.Config{Arch: arch, Disks: disks})
+}
+
+// startVMConfig boots PREFIX-kernel and PREFIX-initrd.img with the command line in
+// PREFIX-cmdline, c.Cmdline appended, and the rest of c (2 GiB of memory unless c says; the
+// console to PREFIX-console.log unless c names a writer).
+func startVMConfig(t *testing.T, prefix string, c qemu.Config) (*qemu.VM, io.Writer) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	t.Cleanup(cancel)
 	cmdline, err := os.ReadFile(prefix + "-cmdline")
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, err := os.Create(prefix + "-console.log")
-	if err != nil {
-		t.Fatal(err)
+	if c.Console == nil {
+		log, err := os.Create(prefix + "-console.log")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { log.Close() })
+		c.Console = log
 	}
-	t.Cleanup(func() { log.Close() })
 	stdin, typer := io.Pipe()
 	t.Cleanup(func() { typer.Close() })
-	vm, err := qemu.Start(ctx, qemu.Config{
-		Arch: arch, Kernel: prefix + "-kernel", Initrd: prefix + "-initrd.img",
-		Cmdline: strings.TrimSpace(string(cmdline)), Memory: "2048M", Console: log, Stdin: stdin,
-		Disks: disks,
-	})
+	c.Kernel, c.Initrd = prefix+"-kernel", prefix+"-initrd.img"
+	c.Cmdline = strings.TrimSpace(strings.TrimSpace(string(cmdline)) + " " + c.Cmdline)
+	c.Stdin = stdin
+	if c.Memory == "" {
+		c.Memory = "2048M"
+	}
+	vm, err := qemu.Start(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,3 @@
+module kiln.example/nodepkg
+
+go 1.26.8
