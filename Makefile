@@ -108,14 +108,15 @@ bench: build
 bench-boots: build tools
 	./scripts/bootbench.sh
 
-# The main job: build images/minimal.yml for this machine from Debian's packages and the Go
-# module proxy (seed, packages, system), twice, and boot it in QEMU.
 # The appliance on arm64 and s390x (ARCHES to change): built, booted in 1 GiB, checked over
 # mutual TLS, its boot-to-"buildkitd ready" written into docs/performance.md. CI boots amd64 in
 # TestAppliance; this is the heavier matrix. See scripts/appliance-arches.sh.
 appliance-arches: deps build tools binfmt
 	./scripts/appliance-arches.sh
 
+# The main job: build the builder appliance (images/builder.yml) for this machine from Debian's
+# packages and the Go module proxy (seed, packages, system), twice, boot it in QEMU and build a
+# package on it over mutual TLS. See scripts/demo.sh.
 demo: deps build tools
 	./scripts/demo.sh
 

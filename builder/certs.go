@@ -80,8 +80,9 @@ type certOptions struct {
 // KeepCA makes GenerateCerts issue new server and client certificates from the CA already in
 // the directory (ca.pem and ca-key.pem) instead of making a new CA: nodes and clients keep
 // trusting each other while the new files reach them one by one. Use it to add a node's name
-// or to replace certificates before they expire. It implies ReplaceExisting for the server's
-// and client's files.
+// or to replace certificates before they expire; with no hosts, the new server certificate
+// names what the old one named. It implies ReplaceExisting for the server's and client's
+// files. The new certificates expire with the CA at the latest.
 func KeepCA() CertOption {
 	return func(o *certOptions) { o.keepCA = true }
 }
@@ -113,6 +114,16 @@ func GenerateCerts(dir string, hosts []string, opts ...CertOption) (CertFiles, e
 	files, err := CertFilesIn(dir)
 	if err != nil {
 		return CertFiles{}, err
+	}
+	if o.keepCA && len(hosts) == 0 {
+		// The names of the certificate being replaced, so that renewing keeps every node
+		// (a missing CA is the error to report first).
+		if _, _, err := loadCA(files); err != nil {
+			return CertFiles{}, err
+		}
+		if hosts, err = serverNames(files.ServerCert); err != nil {
+			return CertFiles{}, err
+		}
 	}
 	dnsNames, ips, err := sanEntries(hosts)
 	if err != nil {
@@ -228,6 +239,27 @@ func newCA(files CertFiles, notBefore, notAfter time.Time) (*x509.Certificate, c
 		return nil, nil, nil, fmt.Errorf("parsing CA certificate: %w", err)
 	}
 	return caCert, caKey, []certWrite{{files.CA, certPEM(caDER), 0o644}, {files.CAKey, keyPEM(caKey), 0o600}}, nil
+}
+
+// serverNames returns the host names and addresses the server certificate at path is valid for.
+func serverNames(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the server certificate for its names (give -hosts to name them anew): %w", err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("server certificate %s: no PEM certificate in it", path)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("server certificate %s: %w", path, err)
+	}
+	names := append([]string{}, cert.DNSNames...)
+	for _, ip := range cert.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return names, nil
 }
 
 // loadCA reads the CA certificate and key of files.

@@ -54,6 +54,14 @@ func TestKeepCA(t *testing.T) {
 		t.Errorf("reissued client certificate: %v", err)
 	}
 
+	// Renewing without names keeps the old certificate's.
+	if _, err := GenerateCerts(dir, nil, KeepCA()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readCert(t, files.ServerCert).Verify(x509.VerifyOptions{Roots: roots, DNSName: "node-b"}); err != nil {
+		t.Errorf("renewed without -hosts, the server certificate lost node-b: %v", err)
+	}
+
 	empty := filepath.Join(t.TempDir(), "none")
 	_, err = GenerateCerts(empty, nil, KeepCA())
 	if err == nil || !strings.Contains(err.Error(), "reading the CA to issue certificates from") {

@@ -41,12 +41,16 @@ die() {
 port_free "$PORT"
 mkdir -p "$OUT"
 QEMU_PID=
-trap '[[ -n $QEMU_PID ]] && kill "$QEMU_PID" 2>/dev/null; "$KILN" builder stop >/dev/null 2>&1 || true' EXIT
+cleanup() {
+	if [[ -n $QEMU_PID ]]; then kill "$QEMU_PID" 2>/dev/null || true; fi
+	"$KILN" builder stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 
 platforms=
 for a in $ARCHES; do
 	platforms+=${platforms:+,}linux/$a
-	if ! "$KILN" cache ls | grep -q "^kiln/debian-seed:bookworm .*linux/$a"; then
+	if ! "$KILN" cache ls | grep "^kiln/debian-seed:bookworm .*linux/$a" >/dev/null; then
 		step "The Debian seed for $a"
 		tools/debian-base/seed.sh "$a"
 	fi
@@ -55,8 +59,8 @@ step "Packages for $platforms (cached ones are skipped)"
 "$KILN" pkg build -platforms "$platforms" -progress "${KILN_PROGRESS:-plain}" "${PACKAGES[@]}"
 
 step "Certificates and the node configuration"
-"$KILN" builder -root "$OUT/client" certs -node-config "$OUT/node" >/dev/null 2>&1 ||
-	"$KILN" builder -root "$OUT/client" certs -node-config "$OUT/node" >/dev/null
+# Made on the first run; later runs write the node configuration from the files there are.
+"$KILN" builder -root "$OUT/client" certs -node-config "$OUT/node"
 C=$OUT/client/certs
 
 rm -rf "$OUT/sys"

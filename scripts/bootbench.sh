@@ -40,7 +40,7 @@ trap '"$KILN" builder stop >/dev/null 2>&1 || true' EXIT
 platforms=
 for a in $ARCHES; do
 	platforms+=${platforms:+,}linux/$a
-	if ! "$KILN" cache ls | grep -q "^kiln/debian-seed:bookworm .*linux/$a"; then
+	if ! "$KILN" cache ls | grep "^kiln/debian-seed:bookworm .*linux/$a" >/dev/null; then
 		step "The Debian seed for $a"
 		tools/debian-base/seed.sh "$a"
 	fi

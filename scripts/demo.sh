@@ -51,13 +51,13 @@ echo "ok: go $(go env GOVERSION), $ARCH, $KILN"
 mkdir -p "$OUT"
 QEMU_PID=
 cleanup() {
-	[[ -n $QEMU_PID ]] && kill "$QEMU_PID" 2>/dev/null
+	if [[ -n $QEMU_PID ]]; then kill "$QEMU_PID" 2>/dev/null || true; fi
 	"$KILN" builder stop >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
 step "1. The Debian seed for $ARCH (mmdebstrap from this machine's apt sources)"
-if "$KILN" cache ls | grep -q "^kiln/debian-seed:bookworm .*linux/$ARCH"; then
+if "$KILN" cache ls | grep "^kiln/debian-seed:bookworm .*linux/$ARCH" >/dev/null; then
 	echo "already in $KILN_CACHE"
 else
 	tools/debian-base/seed.sh "$ARCH"
@@ -83,13 +83,9 @@ echo "reproducible: $same"
 "$KILN" build -q -arch "$ARCH" -format kernel+initrd -dir "$OUT/sys" images/minimal.yml
 
 step "4. Certificates (a CA, the node's server certificate, this machine's client certificate)"
+# Made on the first run; later runs write the node configuration from the files there are.
 CLIENT=$OUT/client
-if [[ ! -f $CLIENT/certs/ca.pem ]]; then
-	"$KILN" builder -root "$CLIENT" certs -node-config "$OUT/node"
-else
-	"$KILN" builder -root "$CLIENT" certs -node-config "$OUT/node" >/dev/null
-	echo "kept the certificates in $CLIENT/certs; node configuration in $OUT/node"
-fi
+"$KILN" builder -root "$CLIENT" certs -node-config "$OUT/node"
 
 step "5. Booting the appliance in QEMU (software emulation), BuildKit on 127.0.0.1:$PORT"
 boot_appliance "$OUT/sys/builder" "$OUT/node" "$PORT" 3G "$OUT/console.log"
@@ -101,7 +97,11 @@ C=$CLIENT/certs
 "$BUILDCTL" --addr "tcp://127.0.0.1:$PORT" --tlscacert "$C/ca.pem" --tlscert "$C/client.pem" \
 	--tlskey "$C/client-key.pem" debug workers
 KILN_BUILDER_ROOT=$CLIENT "$KILN" pkg build -force -platforms "linux/$ARCH" -progress plain \
-	-builders "linux/$ARCH=tcp://127.0.0.1:$PORT" services/hello 2>&1 | tee "$OUT/node-build.txt" | grep -E "^#[0-9]+ \[|on tcp://|built "
+	-builders "linux/$ARCH=tcp://127.0.0.1:$PORT" services/hello >"$OUT/node-build.txt" 2>&1 || {
+	tail -40 "$OUT/node-build.txt" >&2
+	die "building services/hello on the node failed (all of it in $OUT/node-build.txt)"
+}
+grep -E "^#[0-9]+ \[|on tcp://|built " "$OUT/node-build.txt" || true
 here=$(awk '$1 ~ /\/hello:/ {print $2}' "$OUT/packages.txt" | tail -1)
 there=$(awk 'NF == 2 && $1 ~ /\/hello:/ {print $2}' "$OUT/node-build.txt" | tail -1)
 echo "services/hello built here:        $here"

@@ -146,7 +146,8 @@ func builderCerts(_ context.Context, d *builder.Daemon, args []string) error {
 		"docs/appliance.md). A plain kiln builder start -tcp reads them from ROOT/certs. Keep\n"+
 		"ca-key.pem private. With certificates in place, -node-config alone writes the node\n"+
 		"configuration again; -reissue issues new server and client certificates from the same CA\n"+
-		"(new names, or before they expire); -force replaces everything, the CA too.")
+		"(-hosts to name the nodes anew, else the old names; before they expire); -force replaces\n"+
+		"everything, the CA too.")
 	hosts := fs.String("hosts", "", "comma-separated names and addresses the builder is reached by (localhost and loopback are always included)")
 	force := fs.Bool("force", false, "replace existing certificates, the CA too")
 	reissue := fs.Bool("reissue", false, "issue new server and client certificates from the existing CA")

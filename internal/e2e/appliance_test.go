@@ -55,6 +55,10 @@ func TestAppliance(t *testing.T) {
 	out := t.TempDir()
 	w.must(t, w.kiln, "build", "-arch", "amd64", "-format", "kernel+initrd", "-dir", out, "-name", "builder", "images/builder.yml")
 
+	// The package the node builds later, built here first.
+	const pkg = "internal/e2e/testdata/nodepkg"
+	hostDigest := digestOf(t, w.must(t, w.kiln, "pkg", "build", "-progress", "plain", "-force", "-platforms", "linux/amd64", pkg), "e2e-nodepkg")
+
 	// The client's certificates (what kiln and buildctl present) and the node's configuration;
 	// a second CA for a client the node must refuse.
 	client := filepath.Join(out, "client")
@@ -95,6 +99,7 @@ func TestAppliance(t *testing.T) {
 	for _, l := range want {
 		waitLine(t, vm, l)
 	}
+	waitAll(t, vm, "kiln-init: all services up")
 
 	addr := fmt.Sprintf("tcp://127.0.0.1:%d", port)
 	certs := filepath.Join(client, "certs")
@@ -142,8 +147,6 @@ func TestAppliance(t *testing.T) {
 
 	// kiln with the node as its linux/amd64 builder: the package's digest is the one the build
 	// machine got for the same source.
-	const pkg = "internal/e2e/testdata/nodepkg"
-	hostDigest := digestOf(t, w.must(t, w.kiln, "pkg", "build", "-progress", "plain", "-force", "-platforms", "linux/amd64", pkg), "e2e-nodepkg")
 	nodeWorld := *w
 	nodeWorld.env = append(slices.Clone(w.env), "KILN_BUILDER_ROOT="+client)
 	nodeOut := nodeWorld.must(t, w.kiln, "pkg", "build", "-progress", "plain", "-force", "-platforms", "linux/amd64",
@@ -158,6 +161,7 @@ func TestAppliance(t *testing.T) {
 	waitLine(t, vm, "kiln-init: powering off")
 	waitExit(t, vm)
 	checkConsole(t, vm, append(want, "kiln-init: powering off"))
+	noRestarts(t, vm)
 
 	// Broken nodes, two at once, each in 1 GiB: the node says what is wrong on the console and
 	// the rest of it comes up, BuildKit on its unix socket only.
@@ -205,11 +209,11 @@ func TestAppliance(t *testing.T) {
 					Arch: "amd64", Memory: "1024M", Cmdline: "kiln.console=shell", Console: log, Network: b.network,
 					Disks: []qemu.Disk{{Path: img, Format: "raw", ReadOnly: true}},
 				})
-				want := append(b.want, "kiln-init: all services up",
-					"buildkitd: ready on unix:///run/buildkit/buildkitd.sock")
-				for _, l := range want {
-					waitLine(t, vm, l)
-				}
+				// Onboot output, kiln-init's lines and the services' output interleave
+				// differently from boot to boot: wait until each has been said, in any order.
+				waitAll(t, vm, append(b.want, "kiln-init: all services up",
+					"buildkitd: ready on unix:///run/buildkit/buildkitd.sock")...)
+				noRestarts(t, vm)
 				if _, err := fmt.Fprintln(typer, "kill -TERM 1"); err != nil {
 					t.Fatal(err)
 				}
@@ -218,6 +222,54 @@ func TestAppliance(t *testing.T) {
 			})
 		}
 	})
+}
+
+// waitAll waits until each of want is part of a console line, in any order (markerTimeout in
+// all), and fails when QEMU ends first.
+func waitAll(t *testing.T, vm *qemu.VM, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(markerTimeout)
+	for {
+		missing := missingLines(vm, want)
+		if len(missing) == 0 {
+			return
+		}
+		select {
+		case <-vm.Done():
+			if missing = missingLines(vm, want); len(missing) > 0 {
+				t.Fatalf("QEMU ended; the console never said %q; its end:\n%s", missing, strings.Join(vm.Console(), "\n"))
+			}
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the console did not say %q within %s; its end:\n%s", missing, markerTimeout, strings.Join(vm.Console(), "\n"))
+		}
+	}
+}
+
+// missingLines returns the strings of want that no console line so far contains.
+func missingLines(vm *qemu.VM, want []string) []string {
+	lines, _ := vm.Transcript()
+	var missing []string
+	for _, w := range want {
+		if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, w) }) {
+			missing = append(missing, w)
+		}
+	}
+	return missing
+}
+
+// noRestarts checks that no service exited (kiln-init restarts one that does, so a service
+// that crashes in a loop would otherwise go unnoticed).
+func noRestarts(t *testing.T, vm *qemu.VM) {
+	t.Helper()
+	lines, _ := vm.Transcript()
+	for _, l := range lines {
+		if strings.Contains(l, "kiln-init: service ") && strings.Contains(l, " exited") {
+			t.Errorf("a service exited: %s", l)
+		}
+	}
 }
 
 // expiredNodeConfig writes a node configuration whose server certificate, signed by the CA in

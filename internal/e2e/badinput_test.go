@@ -107,7 +107,7 @@ func startVMWith(t *testing.T, prefix, arch string, disks ...qemu.Disk) (*qemu.V
 // console to PREFIX-console.log unless c names a writer).
 func startVMConfig(t *testing.T, prefix string, c qemu.Config) (*qemu.VM, io.Writer) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	t.Cleanup(cancel)
 	cmdline, err := os.ReadFile(prefix + "-cmdline")
 	if err != nil {

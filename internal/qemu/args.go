@@ -76,8 +76,8 @@ func buildArgs(c Config) []string {
 	// crypto/rand: DHCP transaction IDs, TLS) blocks until then. The guest needs the
 	// virtio_rng module (built in, or loaded: kiln.modules=virtio_rng).
 	args = append(args,
-		"-object", "rng-random,id=rng0,filename=/dev/urandom",
-		"-device", "virtio-rng-"+a.bus+",rng=rng0")
+		"-object", "rng-random,id=kiln-rng,filename=/dev/urandom",
+		"-device", "virtio-rng-"+a.bus+",rng=kiln-rng")
 	for i, d := range c.Disks {
 		id := "disk" + strconv.Itoa(i)
 		opt := "if=none,id=" + id + ",format=" + d.Format

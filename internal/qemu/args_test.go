@@ -16,7 +16,7 @@ var common = []string{"-nodefaults", "-no-user-config", "-display", "none", "-no
 
 // rng is the virtio RNG every guest gets, on the bus named.
 func rng(bus string) []string {
-	return []string{"-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-" + bus + ",rng=rng0"}
+	return []string{"-object", "rng-random,id=kiln-rng,filename=/dev/urandom", "-device", "virtio-rng-" + bus + ",rng=kiln-rng"}
 }
 
 func TestArgs(t *testing.T) {

@@ -114,7 +114,7 @@ func TestCheckTLS(t *testing.T) {
 	for _, c := range []struct{ name, dir, want string }{
 		{"empty", t.TempDir(), `no TLS files in .*kiln builder certs -node-config`},
 		{"no key", partial, `lacks server-key.pem`},
-		{"expired", expired, `server certificate .*server.pem expired on .*; issue a new one with kiln builder certs`},
+		{"expired", expired, `server certificate .*server.pem expired on .*; renew it with kiln builder certs -reissue -node-config DIR`},
 		{"not yet valid", future, `is valid only from .* is the node's time right\?`},
 		{"foreign CA", foreign, `does not chain to the CA in .*ca.pem`},
 		{"key of another certificate", mismatched, `server certificate .* with key .*: tls: private key does not match public key`},

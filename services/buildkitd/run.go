@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -139,22 +139,37 @@ func run(ctx context.Context, o options, logf func(string, ...any)) (int, error)
 		cmd.Env = append(cmd.Env, "BUILDKIT_SETUP_CGROUPV2_ROOT=1")
 	}
 	start := time.Now()
+	reaping := os.Getpid() == 1
+	var sigchld chan os.Signal
+	if reaping {
+		sigchld = make(chan os.Signal, 1)
+		signal.Notify(sigchld, syscall.SIGCHLD)
+		defer signal.Stop(sigchld)
+	}
 	if err := cmd.Start(); err != nil {
 		return 1, fmt.Errorf("starting %s: %w", o.Buildkitd, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan syscall.WaitStatus, 1)
+	if reaping {
+		go reap(cmd.Process.Pid, sigchld, exited)
+	} else {
+		go func() {
+			_ = cmd.Wait()
+			ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+			exited <- ws
+		}()
+	}
 	ready := make(chan error, 1)
 	readyCtx, cancelReady := context.WithTimeout(ctx, o.ReadyTimeout)
 	defer cancelReady()
 	go func() { ready <- waitReady(readyCtx, o.Socket) }()
-	signalled := false
+	signalled, done := false, ctx.Done()
 	for {
 		select {
 		case err := <-ready:
 			ready = nil
 			if err != nil {
-				if ctx.Err() == nil {
+				if !signalled && ctx.Err() == nil {
 					logf("no answer on unix://%s within %s: %v", o.Socket, o.ReadyTimeout, err)
 				}
 				continue
@@ -165,29 +180,44 @@ func run(ctx context.Context, o options, logf func(string, ...any)) (int, error)
 			}
 			logf("ready on %s in %s (%s since the kernel started)", addrs,
 				time.Since(start).Round(10*time.Millisecond), uptime())
-		case <-ctx.Done():
+		case <-done:
 			// Passed on once; buildkitd exits and the case below returns.
 			_ = cmd.Process.Signal(syscall.SIGTERM)
-			ctx, signalled = context.Background(), true
-		case err := <-exited:
-			if signalled {
+			done, signalled = nil, true
+		case ws := <-exited:
+			switch {
+			case ws.Signaled():
+				return 128 + int(ws.Signal()), fmt.Errorf("buildkitd was killed by %s", ws.Signal())
+			case signalled && ws.ExitStatus() <= 1:
 				// buildkitd ends with status 1 when a signal cancels its context.
 				logf("buildkitd stopped on request")
 				return 0, nil
-			}
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-					return 128 + int(ws.Signal()), fmt.Errorf("buildkitd was killed by %s", ws.Signal())
-				}
-				return ee.ExitCode(), fmt.Errorf("buildkitd exited with status %d", ee.ExitCode())
-			}
-			if err != nil {
-				return 1, fmt.Errorf("buildkitd: %w", err)
+			case ws.ExitStatus() != 0:
+				return ws.ExitStatus(), fmt.Errorf("buildkitd exited with status %d", ws.ExitStatus())
 			}
 			logf("buildkitd exited")
 			return 0, nil
 		}
+	}
+}
+
+// reap is the reaper of a kiln-buildkitd that is its PID namespace's first process, as in its
+// container: it collects every child that ends (build processes orphaned by buildkitd end up
+// here and would stay zombies) and sends buildkitd's own status to exited.
+func reap(buildkitd int, sigchld <-chan os.Signal, exited chan<- syscall.WaitStatus) {
+	for {
+		for {
+			var ws syscall.WaitStatus
+			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+			if err != nil || pid <= 0 {
+				break
+			}
+			if pid == buildkitd {
+				exited <- ws
+				return
+			}
+		}
+		<-sigchld
 	}
 }
 
@@ -264,7 +294,8 @@ func bytesText(n uint64) string {
 	return fmt.Sprintf("%.1f %s", v, units[i])
 }
 
-// writeFileAtomic writes data to a temporary file beside path and renames it into place.
+// writeFileAtomic writes data to a temporary file beside path and renames it into place (kiln's
+// internal/atomicfile cannot be used: a package's build context is its own folder).
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {

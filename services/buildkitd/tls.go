@@ -71,8 +71,8 @@ func checkTLS(dir string, now time.Time) (tlsFiles, error) {
 	}
 	switch {
 	case now.After(leaf.NotAfter):
-		return f, fmt.Errorf("server certificate %s expired on %s (the clock says %s); issue a new one "+
-			"with kiln builder certs", f.Cert, leaf.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		return f, fmt.Errorf("server certificate %s expired on %s (the clock says %s); renew it with "+
+			"kiln builder certs -reissue -node-config DIR and give the node the new configuration", f.Cert, leaf.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	case now.Before(leaf.NotBefore):
 		return f, fmt.Errorf("server certificate %s is valid only from %s and the clock says %s; "+
 			"is the node's time right?", f.Cert, leaf.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))

@@ -129,7 +129,7 @@ func TestWrite(t *testing.T) {
 		"provider":            "-rw-r--r-- cidata\n",
 		"hostname":            "-rw-r--r-- alpha\n",
 		"instance_id":         "-rw-r--r-- i-1\n",
-		"userdata":            "-rw-r--r-- " + user,
+		"userdata":            "-rw------- " + user,
 		"ssh":                 "drwx------",
 		"ssh/authorized_keys": "-rw------- ssh-ed25519 A\nssh-ed25519 B\n",
 		"etc":                 "drwxr-xr-x",
@@ -161,7 +161,7 @@ func TestWrite(t *testing.T) {
 		if len(warns) != 1 || !strings.Contains(warns[0], msg) {
 			t.Errorf("user data %s: warnings %q, want %q", userData, warns, msg)
 		}
-		if got := readTree(t, dir); len(got) != 2 || got["userdata"] != "-rw-r--r-- "+userData {
+		if got := readTree(t, dir); len(got) != 2 || got["userdata"] != "-rw------- "+userData {
 			t.Errorf("user data %s: wrote %v, want provider and userdata only", userData, got)
 		}
 	}

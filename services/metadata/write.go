@@ -56,7 +56,9 @@ func Write(dir string, c *Config) (warnings []string, err error) {
 		errs = append(errs, put("instance_id", line(c.InstanceID), 0o644))
 	}
 	if c.UserData != nil {
-		errs = append(errs, put("userdata", c.UserData, 0o644))
+		// Root only: user data carries secrets (a builder node's server key, for one), which
+		// its tree gives their own modes; the raw copy must not undo that.
+		errs = append(errs, put("userdata", c.UserData, 0o600))
 	}
 	if len(c.SSHKeys) > 0 {
 		errs = append(errs, os.Mkdir(filepath.Join(tmp, "ssh"), 0o700),

@@ -164,7 +164,8 @@ func resolvConf(leases []*Lease) []byte {
 	for _, l := range leases {
 		ifaces = append(ifaces, l.Interface)
 		for _, s := range l.Search {
-			if !slices.Contains(search, s) {
+			// A name a resolver can use, nothing that would add lines to the file.
+			if validHostname(s) && !slices.Contains(search, s) {
 				search = append(search, s)
 			}
 		}
