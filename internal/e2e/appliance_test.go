@@ -38,8 +38,9 @@ var appliancePackages = []string{"services/metadata", "services/network", "servi
 //   - lists the node's workers and builds a Dockerfile through it with buildctl, BuildKit's own
 //     client, and the client certificate;
 //   - is refused without a client certificate and with one from another CA;
-//   - builds a Go package (testdata/nodepkg) on the node with kiln pkg build --builders and
-//     gets the digest the build machine got (the node rebuilds a package bit for bit);
+//   - builds a package with a RUN step (testdata/nodepkg) on the node with kiln pkg build
+//     --builders and gets the digest the build machine got (the node rebuilds a package bit
+//     for bit; make demo does the same with services/hello, a Go build);
 //   - powers the node off from its console;
 //   - boots two broken nodes at once in 1 GiB each: one with no NIC and an expired server
 //     certificate, one whose user data is a broken tree; each says so on the console and comes

@@ -1,3 +1,0 @@
-module kiln.example/nodepkg
-
-go 1.26.8
