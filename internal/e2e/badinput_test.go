@@ -68,9 +68,10 @@ func TestBadInputBoots(t *testing.T) {
 	t.Run("failing", func(t *testing.T) {
 		t.Parallel()
 		vm, _ := startVM(t, filepath.Join(out, "failing"), "amd64")
+		// The container's output is on the console as it comes, before kiln-init's verdict.
 		want := []string{
-			`kiln-init: onboot fails failed: runc run exited with status 7`,
 			`fails: hello: exiting with status 7`,
+			`kiln-init: onboot fails failed: runc run exited with status 7`,
 			`kiln-init: step onboot failed (`,
 			`kiln-init: boot failed: step onboot`,
 			`kiln-init: powering off`,
