@@ -37,6 +37,7 @@ func TestMetadataBoots(t *testing.T) {
 	}
 	vm, typer := startVMWith(t, filepath.Join(out, "metadata"), "amd64", qemu.Disk{Path: img, Format: "raw", ReadOnly: true})
 	want := []string{
+		"metadata: wrote /run/config from cmdline,cidata", // onboot output, on the console as it comes
 		"kiln-init: onboot metadata exited 0",
 		"kiln-init: all services up",
 	}
@@ -47,7 +48,7 @@ func TestMetadataBoots(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, l := range []string{"e2e-node", "from-cmdline", "cmdline,cidata", "written from the drive", "ssh-ed25519 E2EKEY",
-		"metadata: wrote /run/config from cmdline,cidata"} {
+		"wrote /run/config from cmdline,cidata"} { // the log file has the line as the program wrote it
 		waitLine(t, vm, l)
 		want = append(want, l)
 	}
