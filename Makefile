@@ -76,7 +76,7 @@ lint: $(BIN)/golangci-lint
 test: deps tools lint binfmt $(BIN)/testsum
 	set -o pipefail; { rc=0; \
 	  for m in $(SUBMODULES); do (cd $$m && $(GO) test -json $(GOTESTFLAGS) -count=1 ./...) || rc=1; done; \
-	  $(GO) test -json $(GOTESTFLAGS) -timeout 50m -count=1 ./... || rc=1; \
+	  $(GO) test -json $(GOTESTFLAGS) -timeout 75m -count=1 ./... || rc=1; \
 	  exit $$rc; } | $(BIN)/testsum
 
 # testsum turns `go test -json` into package lines, failures, skip reasons and a closing

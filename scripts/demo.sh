@@ -5,13 +5,14 @@
 #
 #   1. the Debian seed (tools/debian-base/seed.sh: mmdebstrap, no base image)
 #   2. the packages with BuildKit (kiln pkg build): debian-base, go, kernel, init, runc,
-#      containerd, metadata, network, buildkitd, shell, hello
+#      containerd, metadata, network, buildkitd, shell, hello, examples/greeting
 #   3. the appliance (kiln build -format kernel+initrd), twice, compared byte for byte
 #   4. its certificates and node configuration (kiln builder certs -node-config)
 #   5. the boot: QEMU with the configuration on a NoCloud drive and the node's BuildKit port
 #      forwarded to a loopback port, until the console says "buildkitd: ready"
 #   6. builds on the node: buildctl lists its workers over mutual TLS, and kiln pkg build
-#      -builders builds services/hello there, which must give the digest step 2 got here;
+#      -builders builds examples/greeting there (a RUN step on the node's runc), which must
+#      give the digest step 2 got here;
 #      then `kill -TERM 1` on the console powers the node off
 #
 # Everything lives in _out/demo (cache, builder state, outputs: a folder Go, the linters and git
@@ -32,7 +33,7 @@ export KILN_BUILDKITD=${KILN_BUILDKITD:-$PWD/bin/buildkitd} KILN_RUNC=${KILN_RUN
 : "${GOPROXY_URL:=$(go env GOPROXY | cut -d, -f1)}"
 export GOPROXY_URL
 PACKAGES=(tools/debian-base tools/go kernel kernel/virt init system/runc system/containerd
-	services/metadata services/network services/buildkitd services/shell services/hello)
+	services/metadata services/network services/buildkitd services/shell services/hello examples/greeting)
 
 step() { printf '\n==> %s\n' "$*"; }
 # shellcheck source=scripts/appliance-lib.sh
@@ -97,16 +98,16 @@ C=$CLIENT/certs
 "$BUILDCTL" --addr "tcp://127.0.0.1:$PORT" --tlscacert "$C/ca.pem" --tlscert "$C/client.pem" \
 	--tlskey "$C/client-key.pem" debug workers
 KILN_BUILDER_ROOT=$CLIENT "$KILN" pkg build -force -platforms "linux/$ARCH" -progress plain \
-	-builders "linux/$ARCH=tcp://127.0.0.1:$PORT" services/hello >"$OUT/node-build.txt" 2>&1 || {
+	-builders "linux/$ARCH=tcp://127.0.0.1:$PORT" examples/greeting >"$OUT/node-build.txt" 2>&1 || {
 	tail -40 "$OUT/node-build.txt" >&2
-	die "building services/hello on the node failed (all of it in $OUT/node-build.txt)"
+	die "building examples/greeting on the node failed (all of it in $OUT/node-build.txt)"
 }
 grep -E "^#[0-9]+ \[|on tcp://|built " "$OUT/node-build.txt" || true
-here=$(awk '$1 ~ /\/hello:/ {print $2}' "$OUT/packages.txt" | tail -1)
-there=$(awk 'NF == 2 && $1 ~ /\/hello:/ {print $2}' "$OUT/node-build.txt" | tail -1)
-echo "services/hello built here:        $here"
-echo "services/hello built on the node: $there"
+here=$(awk '$1 ~ /\/greeting:/ {print $2}' "$OUT/packages.txt" | tail -1)
+there=$(awk 'NF == 2 && $1 ~ /\/greeting:/ {print $2}' "$OUT/node-build.txt" | tail -1)
+echo "examples/greeting built here:        $here"
+echo "examples/greeting built on the node: $there"
 [[ -n $here && $here == "$there" ]] || die "the node built other bytes than this machine"
 power_off
-echo "appliance: booted, built services/hello bit for bit (console in $OUT/console.log;"
+echo "appliance: booted, built examples/greeting bit for bit (console in $OUT/console.log;"
 echo "boot it yourself: $KILN run qemu -mem 3G -data $OUT/node -publish 127.0.0.1:$PORT:1234 $OUT/sys/builder)"

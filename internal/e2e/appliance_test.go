@@ -38,9 +38,9 @@ var appliancePackages = []string{"services/metadata", "services/network", "servi
 //   - lists the node's workers and builds a Dockerfile through it with buildctl, BuildKit's own
 //     client, and the client certificate;
 //   - is refused without a client certificate and with one from another CA;
-//   - builds a package with a RUN step (testdata/nodepkg) on the node with kiln pkg build
+//   - builds a package with a RUN step (examples/greeting) on the node with kiln pkg build
 //     --builders and gets the digest the build machine got (the node rebuilds a package bit
-//     for bit; make demo does the same with services/hello, a Go build);
+//     for bit);
 //   - powers the node off from its console;
 //   - boots two broken nodes at once in 1 GiB each: one with no NIC and an expired server
 //     certificate, one whose user data is a broken tree; each says so on the console and comes
@@ -57,8 +57,8 @@ func TestAppliance(t *testing.T) {
 	w.must(t, w.kiln, "build", "-arch", "amd64", "-format", "kernel+initrd", "-dir", out, "-name", "builder", "images/builder.yml")
 
 	// The package the node builds later, built here first.
-	const pkg = "internal/e2e/testdata/nodepkg"
-	hostDigest := digestOf(t, w.must(t, w.kiln, "pkg", "build", "-progress", "plain", "-force", "-platforms", "linux/amd64", pkg), "e2e-nodepkg")
+	const pkg = "examples/greeting"
+	hostDigest := digestOf(t, w.must(t, w.kiln, "pkg", "build", "-progress", "plain", "-force", "-platforms", "linux/amd64", pkg), "greeting")
 
 	// The client's certificates (what kiln and buildctl present) and the node's configuration;
 	// a second CA for a client the node must refuse.
@@ -152,7 +152,7 @@ func TestAppliance(t *testing.T) {
 	nodeWorld.env = append(slices.Clone(w.env), "KILN_BUILDER_ROOT="+client)
 	nodeOut := nodeWorld.must(t, w.kiln, "pkg", "build", "-progress", "plain", "-force", "-platforms", "linux/amd64",
 		"-builders", "linux/amd64="+addr, pkg)
-	if nodeDigest := digestOf(t, nodeOut, "e2e-nodepkg"); nodeDigest != hostDigest {
+	if nodeDigest := digestOf(t, nodeOut, "greeting"); nodeDigest != hostDigest {
 		t.Errorf("%s for linux/amd64: the node built %s, the build machine %s", pkg, nodeDigest, hostDigest)
 	}
 
