@@ -64,8 +64,10 @@ type Spec struct {
 	// Arches are the GOARCH names the package builds for; empty leaves the choice to the
 	// builder.
 	Arches []string `yaml:"arches,omitempty"`
-	// ExtraSources are folders outside the package copied into its build context. They count
-	// in the package's tag.
+	// ExtraSources are folders copied into the package's build context, each to its
+	// destination there. Only what git would record of them is copied (tracked files, and
+	// untracked ones that are not ignored), and that all counts in the package's tag; the
+	// go.mod at the top of one adds its modules to the build's Go module context.
 	ExtraSources []ExtraSource `yaml:"extra-sources,omitempty"`
 	// GitRepo is the repository the package comes from (informational).
 	GitRepo string `yaml:"gitrepo,omitempty"`

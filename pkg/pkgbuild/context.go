@@ -1,18 +1,26 @@
 package pkgbuild
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kiln-os/kiln/pkg/tag"
 )
 
 // buildContext returns the folder to send as the build context: the package folder itself,
 // or, when build.yml has extra-sources, a temporary folder holding a copy of the package with
 // each extra source copied to its destination (LinuxKit's SRC:DST). cleanup removes the copy.
-func buildContext(p *Package) (dir string, cleanup func(), err error) {
+//
+// Of an extra source, only the files its tag covers are copied (tag.Files: what git would
+// record, so nothing .gitignore names): the tag then names everything the build can see, and
+// an extra source may be a whole repository whose work tree holds gigabytes of generated,
+// ignored state.
+func buildContext(ctx context.Context, p *Package) (dir string, cleanup func(), err error) {
 	if len(p.Spec.ExtraSources) == 0 {
 		return p.Dir, func() {}, nil
 	}
@@ -25,22 +33,74 @@ func buildContext(p *Package) (dir string, cleanup func(), err error) {
 		cleanup()
 		return "", nil, fmt.Errorf("%s: copying the build context: %w", p.Spec.File, err)
 	}
-	for _, e := range p.Spec.ExtraSources {
-		src := e.Src
-		if !filepath.IsAbs(src) {
-			src = filepath.Join(p.Dir, src)
-		}
+	srcs := p.sourceDirs()[1:]
+	for i, e := range p.Spec.ExtraSources {
+		src := srcs[i]
 		dst := filepath.Join(tmp, filepath.FromSlash(e.Dst))
 		if !strings.HasPrefix(dst, tmp+string(filepath.Separator)) {
 			cleanup()
 			return "", nil, fmt.Errorf("%s: extra-sources %s:%s: the destination leaves the build context", p.Spec.File, e.Src, e.Dst)
 		}
-		if err := copyTree(src, dst); err != nil {
+		if err := copyFiles(ctx, src, dst); err != nil {
 			cleanup()
 			return "", nil, fmt.Errorf("%s: extra-sources %s:%s: %w", p.Spec.File, e.Src, e.Dst, err)
 		}
 	}
 	return tmp, cleanup, nil
+}
+
+// copyFiles copies into dst the files of src that src's tag covers (see tag.Files): symbolic
+// links as they are, regular files with the mode git records (0755 when executable, else
+// 0644), so that the host's umask does not reach the build.
+func copyFiles(ctx context.Context, src, dst string) error {
+	names, err := tag.Files(ctx, src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	for _, name := range names {
+		from := filepath.Join(src, filepath.FromSlash(name))
+		to := filepath.Join(dst, filepath.FromSlash(name))
+		info, err := os.Lstat(from)
+		if err != nil {
+			return err
+		}
+		switch {
+		case info.Mode().IsRegular():
+			mode := os.FileMode(0o644)
+			if info.Mode()&0o111 != 0 {
+				mode = 0o755
+			}
+			if err = copyFile(from, to, mode); err == nil {
+				err = os.Chmod(to, mode)
+			}
+		case info.Mode()&fs.ModeSymlink != 0:
+			var l string
+			if l, err = os.Readlink(from); err == nil {
+				if err = os.MkdirAll(filepath.Dir(to), 0o755); err == nil {
+					err = os.Symlink(l, to)
+				}
+			}
+		case info.IsDir():
+			// git records a nested repository by its commit only, so its files are not in
+			// the tag.
+			err = fmt.Errorf("%s: a git submodule or nested repository: its files are not covered by the tag", from)
+		default:
+			err = fmt.Errorf("%s: not a file or symbolic link", from)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	// Folders made above took their mode from the umask; the build sees 0755, as git has it.
+	return filepath.WalkDir(dst, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		return os.Chmod(path, 0o755)
+	})
 }
 
 // copyTree copies regular files, folders and symbolic links from src into dst, keeping modes

@@ -57,6 +57,29 @@ func TestGoModulesContext(t *testing.T) {
 	if got, _, err := goModules(ctx, t.TempDir()); err != nil || got != "" {
 		t.Errorf("goModules(no go.mod) = %q, %v; want nothing", got, err)
 	}
+	// Several folders (a package and its extra sources): the modules of every go.mod, once
+	// each; a folder without go.mod adds nothing.
+	second := t.TempDir()
+	for _, name := range []string{"go.mod", "go.sum"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "go.mod" {
+			b = []byte(strings.Replace(string(b), "example.com/p", "example.com/q", 1))
+		}
+		if err := os.WriteFile(filepath.Join(second, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, cleanup, err = goModules(ctx, t.TempDir(), dir, second)
+	if err != nil {
+		t.Fatalf("goModules(no go.mod, two go.mod files needing the same module): %v", err)
+	}
+	defer cleanup()
+	if _, err := os.Stat(filepath.Join(got, "golang.org", "x", "sync", "@v", version+".zip")); err != nil {
+		t.Error(err)
+	}
 	// A module that does not exist: the go command's error, naming the folder.
 	write("go.mod", "module example.com/p\n\ngo 1.26\n\nrequire example.invalid/nope v1.0.0\n")
 	write("go.sum", "")

@@ -252,12 +252,12 @@ func buildPlatforms(ctx context.Context, p *Package, todo []string, o Options) (
 	for k, v := range p.Spec.Labels {
 		labels[k] = v
 	}
-	contextDir, cleanup, err := buildContext(p)
+	contextDir, cleanup, err := buildContext(ctx, p)
 	if err != nil {
 		return nil, err
 	}
 	defer cleanup()
-	modules, cleanupModules, err := goModules(ctx, p.Dir)
+	modules, cleanupModules, err := goModules(ctx, p.sourceDirs()...)
 	if err != nil {
 		return nil, err
 	}

@@ -176,6 +176,20 @@ func (l *loader) load(dir string) (*Package, error) {
 	return p, nil
 }
 
+// sourceDirs returns the package folder and then each extra source's folder, absolute (extra
+// sources are relative to the package folder).
+func (p *Package) sourceDirs() []string {
+	dirs := []string{p.Dir}
+	for _, e := range p.Spec.ExtraSources {
+		src := e.Src
+		if !filepath.IsAbs(src) {
+			src = filepath.Join(p.Dir, src)
+		}
+		dirs = append(dirs, src)
+	}
+	return dirs
+}
+
 // configLabel turns build.yml's config mapping into the org.mobyproject.config label and checks
 // it against the system YAML's per-image schema, so a mistake shows at build time, with the
 // line in build.yml, rather than when a system is assembled.

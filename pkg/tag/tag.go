@@ -7,6 +7,9 @@
 // tag names the content of the working tree, so the same uncommitted content gives the same tag
 // in any clone.
 //
+// Files lists the files a folder's working tree hash covers, so that a build context made of
+// the folder holds exactly what its tag names (and no ignored, generated files).
+//
 // The package shells out to the git command; it does not read build.yml (see package buildyml)
 // and it does not build or look up images.
 //
@@ -241,15 +244,37 @@ func locate(ctx context.Context, dir string) (repo, error) {
 // committed, using a temporary index and object directory so that the repository is not
 // changed.
 func (r repo) workingTree(ctx context.Context) (string, error) {
+	var tree string
+	err := r.withWorkingIndex(ctx, func(env []string) error {
+		root, err := r.git(ctx, env, "write-tree")
+		if err != nil {
+			return err
+		}
+		tree, err = r.git(ctx, env, "rev-parse", "--verify", "--quiet", root+":"+r.prefix)
+		var exit *exec.ExitError
+		if err != nil && errors.As(err, &exit) {
+			// The folder holds nothing git would record (all its files were deleted, or are
+			// ignored): its working state is the empty tree.
+			tree, err = r.gitStdin(ctx, "", "hash-object", "-t", "tree", "--stdin")
+		}
+		return err
+	})
+	return tree, err
+}
+
+// withWorkingIndex calls f with the environment of a temporary index (and object directory)
+// that records the working state of the folder: the repository's index, or HEAD's tree when
+// there is none, updated with `git add --all` for the folder. The repository is not changed.
+func (r repo) withWorkingIndex(ctx context.Context, f func(env []string) error) error {
 	tmp, err := os.MkdirTemp("", "kiln-tag-")
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer func() { _ = os.RemoveAll(tmp) }()
 	index := filepath.Join(tmp, "index")
 	objects := filepath.Join(tmp, "objects")
 	if err := os.Mkdir(objects, 0o700); err != nil {
-		return "", err
+		return err
 	}
 	env := []string{
 		"GIT_INDEX_FILE=" + index,
@@ -262,34 +287,72 @@ func (r repo) workingTree(ctx context.Context) (string, error) {
 		// No index (possible after `rm .git/index`): start from HEAD's tree so that tracked
 		// files matched by .gitignore still count.
 		if _, err := r.git(ctx, env, "read-tree", "HEAD"); err != nil {
-			return "", err
+			return err
 		}
 	case err != nil:
-		return "", fmt.Errorf("copying the git index: %w", err)
+		return fmt.Errorf("copying the git index: %w", err)
 	}
 
-	pathspec := r.prefix
-	if pathspec == "" {
-		pathspec = "."
+	if _, err := r.git(ctx, env, "--literal-pathspecs", "add", "--all", "--", r.pathspec()); err != nil {
+		return err
 	}
-	if _, err := r.git(ctx, env, "--literal-pathspecs", "add", "--all", "--", pathspec); err != nil {
-		return "", err
+	return f(env)
+}
+
+// pathspec is the folder as a git pathspec (taken literally).
+func (r repo) pathspec() string {
+	if r.prefix == "" {
+		return "."
 	}
-	root, err := r.git(ctx, env, "write-tree")
+	return r.prefix
+}
+
+// Files returns the files of the folder dir that its working tree hash covers, the hash a
+// dirty tag is made of (see the package doc): tracked files that still exist and untracked
+// files that are not ignored (a tracked file counts even if it matches .gitignore), as
+// slash-separated paths relative to dir, sorted as git sorts them. Symbolic links are listed
+// as files, as git records them; a submodule or nested repository is listed as its folder
+// (git records only its commit). Nothing else in dir is listed: ignored files, .git.
+//
+// Files is what a build context made from dir should hold so that the tag covers all of it;
+// it does not read the files' contents, so a file changed after the call is not detected.
+func Files(ctx context.Context, dir string) ([]string, error) {
+	if _, err := exec.LookPath(gitCommand); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrGitNotFound, err)
+	}
+	if info, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("tag: %w", err)
+	} else if !info.IsDir() {
+		return nil, fmt.Errorf("tag: %s: not a directory", dir)
+	}
+	r, err := locate(ctx, dir)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	tree, err := r.git(ctx, env, "rev-parse", "--verify", "--quiet", root+":"+r.prefix)
-	if err == nil {
-		return tree, nil
+	var out string
+	err = r.withWorkingIndex(ctx, func(env []string) error {
+		// -z: names unquoted, NUL-terminated; paths are relative to the top (git runs there).
+		out, err = r.git(ctx, env, "--literal-pathspecs", "ls-files", "-z", "--cached", "--", r.pathspec())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tag: %s: %w", dir, err)
 	}
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) {
-		return "", err
+	var files []string
+	for _, name := range strings.Split(out, "\x00") {
+		if name == "" {
+			continue
+		}
+		if r.prefix != "" {
+			rel, ok := strings.CutPrefix(name, r.prefix+"/")
+			if !ok {
+				return nil, fmt.Errorf("tag: %s: git listed %q, outside %s", dir, name, r.prefix)
+			}
+			name = rel
+		}
+		files = append(files, name)
 	}
-	// The folder holds nothing git would record (all its files were deleted, or are ignored):
-	// its working state is the empty tree.
-	return r.gitStdin(ctx, "", "hash-object", "-t", "tree", "--stdin")
+	return files, nil
 }
 
 // copyFile copies the file src to dst (created).

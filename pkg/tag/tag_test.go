@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -483,6 +484,79 @@ func TestOfErrors(t *testing.T) {
 		_, err := Of(context.Background(), r.path("pkg/a"))
 		if !errors.Is(err, ErrGitNotFound) {
 			t.Errorf("error %v is not %v", err, ErrGitNotFound)
+		}
+	})
+}
+
+// TestFiles checks that Files lists exactly the files of the working tree the tag hashes: once
+// that state is committed, the committed tree holds the same paths.
+func TestFiles(t *testing.T) {
+	files := func(t *testing.T, dir string) []string {
+		t.Helper()
+		got, err := Files(context.Background(), dir)
+		if err != nil {
+			t.Fatalf("Files(%s): %v", dir, err)
+		}
+		return got
+	}
+	// committedNames commits the working state and lists the folder's tree at HEAD.
+	committedNames := func(r *testRepo, folder string) []string {
+		r.commitAll("state")
+		out := r.git("-c", "core.quotePath=false", "ls-tree", "-r", "--name-only", "HEAD:"+folder)
+		if out == "" {
+			return nil
+		}
+		return strings.Split(out, "\n")
+	}
+
+	r := newRepo(t, baseFiles())
+	r.write("pkg/a/kept.log", "tracked although ignored\n")
+	r.git("add", "-f", "pkg/a/kept.log")
+	r.git("commit", "-q", "-m", "kept")
+	r.write("pkg/a/new file", "untracked\n")  // untracked, not ignored: listed
+	r.write("pkg/a/build.log", "ignored\n")   // ignored: not listed
+	r.write("pkg/a/out/big.log", "ignored\n") // ignored folder contents: not listed
+	r.write("pkg/a/staged", "staged\n")       // staged, then changed: listed
+	r.git("add", "pkg/a/staged")
+	r.write("pkg/a/staged", "changed\n")
+	r.remove("pkg/a/sub/file")                          // deleted: not listed
+	r.write("pkg/a/[lit]*/x", "a pathspec-like name\n") // taken literally
+	if err := os.Symlink("Dockerfile", r.path("pkg/a/link")); err != nil {
+		t.Fatal(err)
+	}
+	r.write("pkg/b/other", "another folder: not listed\n")
+
+	want := []string{".gitignore", "Dockerfile", "[lit]*/x", "build.yml", "kept.log", "link", "new file", "staged"}
+	got := files(t, r.path("pkg/a"))
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("Files = %q, want %q", got, want)
+	}
+	top := files(t, r.dir)
+	if !slices.Contains(top, "pkg/a/kept.log") || !slices.Contains(top, "pkg/b/other") || slices.Contains(top, "pkg/a/build.log") {
+		t.Errorf("Files(top) = %q, want pkg/ paths with the same rules", top)
+	}
+	if r.git("status", "--porcelain", "--", "pkg/a/staged") != "AM pkg/a/staged" {
+		t.Errorf("Files changed the repository's index")
+	}
+	if c := committedNames(r, "pkg/a"); strings.Join(c, "|") != strings.Join(want, "|") {
+		t.Errorf("committed tree lists %q, Files listed %q", c, want)
+	}
+
+	t.Run("nothing recorded", func(t *testing.T) {
+		r := newRepo(t, baseFiles())
+		r.remove("pkg/b")
+		r.write("pkg/b/x.log", "ignored\n")
+		r.write(".git/info/exclude", "*.log\n")
+		if got := files(t, r.path("pkg/b")); len(got) != 0 {
+			t.Errorf("Files = %q, want none", got)
+		}
+	})
+	t.Run("errors", func(t *testing.T) {
+		if _, err := Files(context.Background(), t.TempDir()); !errors.Is(err, ErrNotRepository) {
+			t.Errorf("Files(not a repository) error = %v, want %v", err, ErrNotRepository)
+		}
+		if _, err := Files(context.Background(), r.path("pkg/missing")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Files(missing) error = %v, want %v", err, fs.ErrNotExist)
 		}
 	})
 }
