@@ -24,7 +24,9 @@ var allArches = []string{"linux/amd64", "linux/arm64", "linux/s390x"}
 // build`, then wipes BuildKit's state and the packages' images and builds them again: every
 // index digest must be the same. It takes minutes (mmdebstrap under emulation, the s390x Go
 // toolchain compiled from source), so -short skips it. KILN_E2E_DIR keeps the seed and the
-// first build between runs (a developer's shortcut; CI starts empty).
+// first build between runs (a developer's shortcut). After make demo, the first build starts
+// from the demo's amd64 images and builds arm64 and s390x beside them (KILN_E2E_CACHE_FROM);
+// the second builds all three at once, so the two must agree on the merged indexes too.
 func TestBootstrapReproducible(t *testing.T) {
 	w := setup(t)
 	checkPlatforms(t, w.cache, "kiln/debian-seed:bookworm")
