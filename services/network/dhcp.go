@@ -25,7 +25,9 @@ const defaultLeaseTime = time.Hour
 // retransmission (1s, 2s, 4s, ...) until the caller's deadline.
 const firstRetransmit = time.Second
 
-// Lease is a DHCP lease on one interface, as read from the server's ACK.
+// Lease is the IPv4 configuration of one interface: a DHCP lease, as read from the server's
+// ACK, or static settings (Static: from ip= or the network/static file; no ACK, no server, and
+// a lease that never expires, which -renew leaves alone).
 type Lease struct {
 	Interface string
 	Address   net.IP     // 4 bytes
@@ -41,6 +43,8 @@ type Lease struct {
 	T1, T2    time.Duration // renewing and rebinding times
 	Obtained  time.Time     // when the ACK came
 	ACK       *dhcpv4.DHCPv4
+	Static    bool   // static settings, not a lease from a server
+	Source    string // where static settings came from: "the kernel command line", "FILE:LINE"
 }
 
 // leaseFromACK reads a lease from a server's ACK, received at obtained. Options the server left
@@ -102,7 +106,8 @@ func lifetimeSeconds(d time.Duration) int {
 }
 
 // Summary is the lease in one console line, after "IFACE: ":
-// "10.0.2.15/24 via 10.0.2.2, dns 10.0.2.3, lease 24h0m0s".
+// "10.0.2.15/24 via 10.0.2.2, dns 10.0.2.3, lease 24h0m0s", or for static settings
+// "10.1.0.11/24 via 10.1.0.1, dns 10.1.0.1 (static, from the kernel command line)".
 func (l *Lease) Summary() string {
 	var b strings.Builder
 	ones, _ := l.Mask.Size()
@@ -133,9 +138,12 @@ func (l *Lease) Summary() string {
 	} else {
 		b.WriteString(", no dns")
 	}
-	if l.Infinite() {
+	switch {
+	case l.Static:
+		fmt.Fprintf(&b, " (static, from %s)", l.Source)
+	case l.Infinite():
 		b.WriteString(", lease forever")
-	} else {
+	default:
 		fmt.Fprintf(&b, ", lease %s", l.LeaseTime)
 	}
 	return b.String()

@@ -21,6 +21,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/kiln-os/kiln/services/network/internal/testenv"
 )
@@ -551,4 +552,150 @@ func TestNoLease(t *testing.T) {
 			t.Errorf("exit %v, said %q; want status 1 and the reason", err, out)
 		}
 	})
+}
+
+// TestStatic: ip= on the kernel command line sets the first ethernet link's address, route,
+// name server, NTP server and host name without DHCP; the renewer leaves it alone.
+func TestStatic(t *testing.T) {
+	needRoot(t)
+	ns, h := newNS(t)
+	addSilentLink(t, ns, "eth0")
+	p := newPaths(t, "console=ttyS0 ip=10.1.0.11::10.1.0.1:24:static-node::off:10.1.0.53::10.1.0.123")
+	out := run(t, ns, p.args("-onboot", "-timeout", "30s")...)
+	if want := "eth0: 10.1.0.11/24 via 10.1.0.1, dns 10.1.0.53 (static, from the kernel command line)\n" +
+		"host name static-node (from the kernel command line)\n"; out != want {
+		t.Errorf("said:\n%s\nwant:\n%s", out, want)
+	}
+	checkStatic(t, h, "eth0", "10.1.0.11/24", "10.1.0.1")
+	if got, want := readFile(t, p.resolv), "# kiln network: from the static settings of eth0\nnameserver 10.1.0.53\n"; got != want {
+		t.Errorf("resolv.conf:\n%s\nwant:\n%s", got, want)
+	}
+	if got := readFile(t, filepath.Join(p.run, "ntp")); got != "10.1.0.123\n" {
+		t.Errorf("ntp %q", got)
+	}
+	if got := readFile(t, p.hostname); got != "static-node\n" {
+		t.Errorf("hostname file %q", got)
+	}
+	if f := leaseJSON(t, filepath.Join(p.run, "eth0.json")); !f.Static || f.Source != "the kernel command line" || f.Address != "10.1.0.11" ||
+		f.Router != "10.1.0.1" || len(f.ACK) != 0 {
+		t.Errorf("eth0.json %+v", f)
+	}
+
+	// The renewer says it has nothing to renew, waits for SIGTERM, and touches nothing.
+	before := readFile(t, p.resolv)
+	cmd, rout := start(t, ns, p.args("-renew")...)
+	waitFor(t, rout, "eth0: 10.1.0.11/24 is static (from the kernel command line); nothing to renew\nno leases to renew\n", 10*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	if exited(t, cmd) {
+		t.Fatalf("the renewer exited; it said:\n%s", rout)
+	}
+	stop(t, cmd, rout)
+	if got := rout.String(); got != "eth0: 10.1.0.11/24 is static (from the kernel command line); nothing to renew\nno leases to renew\n" {
+		t.Errorf("network -renew said:\n%s", got)
+	}
+	checkStatic(t, h, "eth0", "10.1.0.11/24", "10.1.0.1")
+	if got := readFile(t, p.resolv); got != before {
+		t.Errorf("resolv.conf changed by the renewer:\n%s", got)
+	}
+}
+
+// TestStaticAndDHCP: eth1 static from the metadata service's file, eth0 with DHCP after a bad
+// line for it; resolv.conf and the NTP list merge both, the static host name wins over DHCP's,
+// and the renewer renews eth0 and keeps eth1's part of the files.
+func TestStaticAndDHCP(t *testing.T) {
+	needRoot(t)
+	ts := &testServer{lease: 60 * time.Second, t1: 2 * time.Second, t2: 50 * time.Second}
+	cliNS, cliH := serve(t, ts)
+	addSilentLink(t, cliNS, "eth1")
+	p := newPaths(t, "console=ttyS0")
+	static := filepath.Join(p.config, "network", "static")
+	if err := os.MkdirAll(filepath.Dir(static), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	content := "# the storage network has no DHCP\n10.1.0.11::10.1.0.1:24:static-node:eth1:off:10.1.0.53::10.1.0.123\n" +
+		"10.1.0.12:::33::eth0:off  # a typo: eth0 keeps DHCP\n"
+	if err := os.WriteFile(static, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := run(t, cliNS, p.args("-onboot", "-timeout", "10s")...)
+	for _, line := range []string{
+		static + `:3: "10.1.0.12:::33::eth0:off": netmask "33": want a dotted mask (255.255.255.0) or a prefix length from 1 to 32; DHCP on eth0` + "\n",
+		"eth0: 192.0.2.10/24 via 192.0.2.1 and 1 route (option 121), dns 192.0.2.53 192.0.2.54, lease 1m0s (",
+		"eth1: 10.1.0.11/24 via 10.1.0.1, dns 10.1.0.53 (static, from " + static + ":2)\n",
+		"host name static-node (from " + static + ":2)\n",
+	} {
+		if !strings.Contains(out, line) {
+			t.Errorf("no line %q", line)
+		}
+	}
+	checkStatic(t, cliH, "eth1", "10.1.0.11/24", "10.1.0.1")
+	eth0, err := cliH.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addrs, err := cliH.AddrList(eth0, netlink.FAMILY_V4); err != nil || len(addrs) != 1 || addrs[0].IPNet.String() != "192.0.2.10/24" {
+		t.Errorf("eth0's addresses: %v, %v", addrs, err)
+	}
+	wantResolv := "# kiln network: from the DHCP lease of eth0 and the static settings of eth1\n" +
+		"search kiln.test\nnameserver 192.0.2.53\nnameserver 192.0.2.54\nnameserver 10.1.0.53\n"
+	if got := readFile(t, p.resolv); got != wantResolv {
+		t.Errorf("resolv.conf:\n%s\nwant:\n%s", got, wantResolv)
+	}
+	if got := readFile(t, filepath.Join(p.run, "ntp")); got != "192.0.2.123\n10.1.0.123\n" {
+		t.Errorf("ntp %q", got)
+	}
+	if f := leaseJSON(t, filepath.Join(p.run, "eth1.json")); !f.Static || f.Source != static+":2" {
+		t.Errorf("eth1.json %+v", f)
+	}
+	if f := leaseJSON(t, filepath.Join(p.run, "eth0.json")); f.Static || len(f.ACK) == 0 {
+		t.Errorf("eth0.json %+v", f)
+	}
+
+	cmd, rout := start(t, cliNS, p.args("-renew")...)
+	waitFor(t, rout, "eth0: renewed 192.0.2.10/24, lease 1m0s\n", 15*time.Second)
+	stop(t, cmd, rout)
+	t.Logf("network -renew said:\n%s", rout)
+	if !strings.Contains(rout.String(), "eth1: 10.1.0.11/24 is static (from "+static+":2); nothing to renew\n") {
+		t.Errorf("the renewer did not say eth1 is static")
+	}
+	if got := readFile(t, p.resolv); got != wantResolv {
+		t.Errorf("resolv.conf after the renewal:\n%s\nwant:\n%s", got, wantResolv)
+	}
+	if got := readFile(t, filepath.Join(p.run, "ntp")); got != "192.0.2.123\n10.1.0.123\n" {
+		t.Errorf("ntp after the renewal %q", got)
+	}
+	checkStatic(t, cliH, "eth1", "10.1.0.11/24", "10.1.0.1")
+}
+
+// checkStatic wants the interface to have one permanent address, addr, and a default route
+// through gw marked static.
+func checkStatic(t *testing.T, h *netlink.Handle, name, addr, gw string) {
+	t.Helper()
+	link, err := h.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := h.AddrList(link, netlink.FAMILY_V4)
+	if err != nil || len(addrs) != 1 || addrs[0].IPNet.String() != addr || addrs[0].Flags&unix.IFA_F_PERMANENT == 0 {
+		t.Errorf("%s's addresses: %+v, %v (want %s, permanent)", name, addrs, err, addr)
+	}
+	if link.Attrs().Flags&net.FlagUp == 0 {
+		t.Errorf("%s is not up", name)
+	}
+	routes, err := h.RouteList(link, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, r := range routes {
+		if r.Gw != nil && (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") {
+			found = r.Gw.String() == gw && r.Protocol == unix.RTPROT_STATIC
+			if !found {
+				t.Errorf("%s's default route %+v, want via %s, proto static", name, r, gw)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("%s has no default route via %s: %+v", name, gw, routes)
+	}
 }

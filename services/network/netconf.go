@@ -12,7 +12,7 @@ import (
 )
 
 // This file is the kernel side: which interfaces to configure (kiln.net= or every ethernet
-// link), and a lease put into the kernel's tables with netlink.
+// link), and a lease or static settings put into the kernel's tables with netlink.
 
 // Selection is what kiln.net= asks for.
 type Selection struct {
@@ -147,6 +147,8 @@ func routeMetric(link netlink.Link) int { return 1000 + link.Attrs().Index }
 // its first router (RFC 3442: a client that gets option 121 ignores the router option).
 // A router outside the subnet first gets a route of its own on the link. When old is a
 // previous lease on the same link with another address, its address is removed afterwards.
+// Static settings are a lease that never expires (a permanent address) with at most a router
+// (gw-ip); their routes say proto static instead of proto dhcp.
 func Apply(link netlink.Link, l, old *Lease) error {
 	addr := &netlink.Addr{IPNet: l.IPNet()}
 	if !l.Infinite() {
@@ -191,17 +193,21 @@ func Remove(link netlink.Link, l *Lease) error {
 // kernelRoutes are the routes a lease asks for, in the order they must be added.
 func kernelRoutes(link netlink.Link, l *Lease) []*netlink.Route {
 	subnet := &net.IPNet{IP: l.Address.Mask(l.Mask), Mask: l.Mask}
+	proto := netlink.RouteProtocol(unix.RTPROT_DHCP)
+	if l.Static {
+		proto = unix.RTPROT_STATIC
+	}
 	var routes []*netlink.Route
 	onLink := map[string]bool{}
 	add := func(dst *net.IPNet, gw net.IP) {
-		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: dst, Protocol: unix.RTPROT_DHCP, Priority: routeMetric(link)}
+		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: dst, Protocol: proto, Priority: routeMetric(link)}
 		if gw == nil || gw.IsUnspecified() {
 			r.Scope = netlink.SCOPE_LINK
 		} else {
 			if !subnet.Contains(gw) && !onLink[gw.String()] {
 				onLink[gw.String()] = true
 				routes = append(routes, &netlink.Route{LinkIndex: r.LinkIndex, Dst: &net.IPNet{IP: gw, Mask: net.CIDRMask(32, 32)},
-					Scope: netlink.SCOPE_LINK, Protocol: unix.RTPROT_DHCP, Priority: r.Priority})
+					Scope: netlink.SCOPE_LINK, Protocol: proto, Priority: r.Priority})
 			}
 			r.Gw = gw
 		}

@@ -19,11 +19,21 @@ func Onboot(ctx context.Context, env Env) error {
 	if _, err := linkUp("lo"); err != nil {
 		env.Log("lo: %v", err)
 	}
-	names := pickInterfaces(env)
+	cmdline, err := os.ReadFile(env.Cmdline)
+	if err != nil {
+		env.Log("the kernel command line: %v; not read", err)
+	}
+	names := pickInterfaces(env, string(cmdline))
+	staticFile := filepath.Join(env.ConfigDir, "network", "static")
+	static := StaticLeases(settingTexts(string(cmdline), staticFile, readStaticFile(staticFile, env.Log)), names, env.Log)
 	leases := make([]*Lease, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
-		wg.Go(func() { leases[i] = configure(ctx, env, name) })
+		if s := static[name]; s != nil {
+			wg.Go(func() { leases[i] = configureStatic(env, s) })
+		} else {
+			wg.Go(func() { leases[i] = configure(ctx, env, name) })
+		}
 	}
 	wg.Wait()
 	var got []*Lease
@@ -44,14 +54,10 @@ func Onboot(ctx context.Context, env Env) error {
 	return nil
 }
 
-// pickInterfaces is the interfaces to configure, as kiln.net= says or every ethernet link, and
-// says so on the console when there is none.
-func pickInterfaces(env Env) []string {
-	line, err := os.ReadFile(env.Cmdline)
-	if err != nil {
-		env.Log("the kernel command line: %v; not read", err)
-	}
-	sel, err := ParseSelection(string(line))
+// pickInterfaces is the interfaces to configure, as kiln.net= on the kernel command line says
+// or every ethernet link, and says so on the console when there is none.
+func pickInterfaces(env Env, cmdline string) []string {
+	sel, err := ParseSelection(cmdline)
 	if err != nil {
 		env.Log("%v; configuring every ethernet interface", err)
 	}
@@ -108,6 +114,25 @@ func configure(ctx context.Context, env Env, name string) *Lease {
 	return l
 }
 
+// configureStatic sets one interface up and puts its static settings into the kernel. It says
+// what happened in one console line, and returns the settings, or nil.
+func configureStatic(env Env, l *Lease) *Lease {
+	fail := func(err error) *Lease {
+		env.Log("%s: %s (static, from %s): %v; booting without network on %s", l.Interface, l.IPNet(), l.Source, err, l.Interface)
+		return nil
+	}
+	link, err := linkUp(l.Interface)
+	if err != nil {
+		return fail(err)
+	}
+	l.Obtained = time.Now()
+	if err := Apply(link, l, nil); err != nil {
+		return fail(err)
+	}
+	env.Log("%s: %s", l.Interface, l.Summary())
+	return l
+}
+
 // took is the time since start for a console line: "1.2s", or "40ms" under a second.
 func took(start time.Time) time.Duration {
 	d := time.Since(start)
@@ -117,9 +142,9 @@ func took(start time.Time) time.Duration {
 	return d.Round(time.Millisecond)
 }
 
-// setHostname sets the host name from the metadata service's file, else from the first lease
-// that names one, and writes it to env.HostnameFile when that is set. Failures are reported
-// and the boot goes on.
+// setHostname sets the host name from the metadata service's file, else from the first static
+// settings that name one, else from the first lease that does, and writes it to
+// env.HostnameFile when that is set. Failures are reported and the boot goes on.
 func setHostname(env Env, leases []*Lease) {
 	var name, from string
 	file := filepath.Join(env.ConfigDir, "hostname")
@@ -129,11 +154,18 @@ func setHostname(env Env, leases []*Lease) {
 		env.Log("%v; not used", err)
 	}
 	if name == "" {
+		var named *Lease
 		for _, l := range leases {
-			if l.Hostname != "" {
-				name, from = l.Hostname, "DHCP on "+l.Interface
-				break
+			if l.Hostname != "" && (named == nil || l.Static && !named.Static) {
+				named = l
 			}
+		}
+		switch {
+		case named == nil:
+		case named.Static:
+			name, from = named.Hostname, named.Source
+		default:
+			name, from = named.Hostname, "DHCP on "+named.Interface
 		}
 	}
 	if name == "" {

@@ -24,29 +24,39 @@ const (
 	reacquirePause  = 30 * time.Second
 )
 
-// Renew keeps the leases in env.RunDir until ctx ends (SIGTERM). It only returns an error
-// when the folder cannot be listed; everything else is said on the console.
+// Renew keeps the leases in env.RunDir until ctx ends (SIGTERM). Static settings are left as
+// they are; they only keep their part of resolv.conf and the NTP list. It only returns an
+// error when the folder cannot be listed; everything else is said on the console. It returns
+// when ctx ends, also when there is nothing to renew, as a service that exited would be
+// started again.
 func Renew(ctx context.Context, env Env) error {
-	leases, err := loadLeases(env.RunDir, func(format string, args ...any) { env.Log(""+format, args...) })
+	leases, err := loadLeases(env.RunDir, env.Log)
 	if err != nil {
 		return err
 	}
-	if len(leases) == 0 {
+	k := &keeper{env: env, live: map[string]*Lease{}}
+	var renewed []*Lease
+	for _, l := range leases {
+		k.live[l.Interface] = l
+		if l.Static {
+			env.Log("%s: %s is static (from %s); nothing to renew", l.Interface, l.IPNet(), l.Source)
+		} else {
+			renewed = append(renewed, l)
+		}
+	}
+	if len(renewed) == 0 {
 		env.Log("no leases to renew")
 		<-ctx.Done()
 		return nil
 	}
-	k := &keeper{env: env, live: map[string]*Lease{}}
 	k.resolv, _ = os.ReadFile(env.Resolv)
 	k.ntp, _ = os.ReadFile(filepath.Join(env.RunDir, "ntp"))
-	for _, l := range leases {
-		k.live[l.Interface] = l
-	}
 	var wg sync.WaitGroup
-	for _, l := range leases {
+	for _, l := range renewed {
 		wg.Go(func() { k.keep(ctx, l) })
 	}
 	wg.Wait()
+	<-ctx.Done() // no lease is kept: each never expires, or its interface is gone
 	return nil
 }
 
@@ -54,7 +64,7 @@ func Renew(ctx context.Context, env Env) error {
 type keeper struct {
 	env         Env
 	mu          sync.Mutex
-	live        map[string]*Lease // by interface; nil once expired
+	live        map[string]*Lease // by interface, static settings too; nil once expired
 	resolv, ntp []byte            // as last written
 }
 

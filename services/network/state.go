@@ -21,9 +21,13 @@ import (
 // reader (or a container that binds it) sees the old content or the new, never a part.
 
 // leaseFile is /run/network/IFACE.json. The ACK is the source of truth (the renewer rebuilds
-// the lease from it); the other fields are for people and other services.
+// the lease from it); the other fields are for people and other services. Static settings
+// have no ACK: "static": true, where they came from, and a lease that never expires; the
+// renewer reads them back from the fields, for resolv.conf and the NTP list, and renews nothing.
 type leaseFile struct {
 	Interface    string      `json:"interface"`
+	Static       bool        `json:"static,omitempty"`
+	Source       string      `json:"source,omitempty"` // of static settings
 	Address      string      `json:"address"`
 	Mask         string      `json:"mask"`
 	Router       string      `json:"router,omitempty"`
@@ -40,7 +44,7 @@ type leaseFile struct {
 	// the renewer uses so that a clock set after boot does not move the lease.
 	Obtained         time.Time `json:"obtained"`
 	ObtainedBoottime float64   `json:"obtained_boottime_seconds"`
-	ACK              []byte    `json:"ack"` // the raw ACK, base64 in the JSON
+	ACK              []byte    `json:"ack,omitempty"` // the raw ACK, base64 in the JSON
 }
 
 type routeJSON struct {
@@ -64,7 +68,10 @@ func encodeLease(l *Lease) ([]byte, error) {
 		DNS: ipStrings(l.DNS), NTP: ipStrings(l.NTP), Search: l.Search, Hostname: l.Hostname,
 		ServerID: ipString(l.ServerID), LeaseSeconds: int64(l.LeaseTime / time.Second),
 		T1Seconds: int64(l.T1 / time.Second), T2Seconds: int64(l.T2 / time.Second),
-		Obtained: l.Obtained.UTC().Round(0), ACK: l.ACK.ToBytes(),
+		Obtained: l.Obtained.UTC().Round(0), Static: l.Static, Source: l.Source,
+	}
+	if l.ACK != nil {
+		f.ACK = l.ACK.ToBytes()
 	}
 	if f.Search == nil {
 		f.Search = []string{}
@@ -88,11 +95,14 @@ func encodeLease(l *Lease) ([]byte, error) {
 
 // decodeLease reads a lease file back into the lease the renewer works with, rebuilt from the
 // ACK it holds. Obtained comes from the time since boot when the file has it, else from the
-// wall clock.
+// wall clock. Static settings come back from the file's fields.
 func decodeLease(data []byte) (*Lease, error) {
 	var f leaseFile
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, err
+	}
+	if f.Static {
+		return decodeStatic(f)
 	}
 	if f.Interface == "" || len(f.ACK) == 0 {
 		return nil, errors.New("no interface or no ACK")
@@ -116,6 +126,41 @@ func decodeLease(data []byte) (*Lease, error) {
 		l.Mask = net.IPMask(m)
 	}
 	return l, nil
+}
+
+// decodeStatic is the static settings a file holds.
+func decodeStatic(f leaseFile) (*Lease, error) {
+	l := &Lease{Interface: f.Interface, Static: true, Source: f.Source, Hostname: f.Hostname, Search: f.Search,
+		LeaseTime: infiniteLease, Obtained: f.Obtained}
+	l.Address, l.Mask = net.ParseIP(f.Address).To4(), net.IPMask(net.ParseIP(f.Mask).To4())
+	if f.Interface == "" || l.Address == nil || l.Mask == nil {
+		return nil, errors.New("static settings without an interface, an address or a mask")
+	}
+	if f.Router != "" {
+		if l.Router = net.ParseIP(f.Router).To4(); l.Router == nil {
+			return nil, fmt.Errorf("router %q is not an IPv4 address", f.Router)
+		}
+	}
+	var err error
+	if l.DNS, err = parseIPs(f.DNS); err != nil {
+		return nil, fmt.Errorf("dns: %w", err)
+	}
+	if l.NTP, err = parseIPs(f.NTP); err != nil {
+		return nil, fmt.Errorf("ntp: %w", err)
+	}
+	return l, nil
+}
+
+func parseIPs(s []string) ([]net.IP, error) {
+	var ips []net.IP
+	for _, a := range s {
+		ip := net.ParseIP(a).To4()
+		if ip == nil {
+			return nil, fmt.Errorf("%q is not an IPv4 address", a)
+		}
+		ips = append(ips, ip)
+	}
+	return ips, nil
 }
 
 // saveLease writes dir/IFACE.json.
@@ -151,18 +196,22 @@ func loadLeases(dir string, warn func(format string, args ...any)) ([]*Lease, er
 	return leases, nil
 }
 
-// resolvConf is resolv.conf for the leases, in the order given: their name servers and search
-// domains, each once. With no lease it is a comment that says so, so the file always exists
-// for containers that bind it.
+// resolvConf is resolv.conf for the leases and static settings, in the order given: their name
+// servers and search domains, each once. With neither it is a comment that says so, so the
+// file always exists for containers that bind it.
 func resolvConf(leases []*Lease) []byte {
 	var b bytes.Buffer
 	if len(leases) == 0 {
 		b.WriteString("# kiln network: no DHCP lease, so no name servers\n")
 		return b.Bytes()
 	}
-	var ifaces, search, servers []string
+	var dhcp, static, search, servers []string
 	for _, l := range leases {
-		ifaces = append(ifaces, l.Interface)
+		if l.Static {
+			static = append(static, l.Interface)
+		} else {
+			dhcp = append(dhcp, l.Interface)
+		}
 		for _, s := range l.Search {
 			// A name a resolver can use, nothing that would add lines to the file.
 			if validHostname(s) && !slices.Contains(search, s) {
@@ -175,9 +224,22 @@ func resolvConf(leases []*Lease) []byte {
 			}
 		}
 	}
-	fmt.Fprintf(&b, "# kiln network: from the DHCP %s of %s\n", plural(len(leases), "lease", "leases"), strings.Join(ifaces, ", "))
-	if len(servers) == 0 {
+	var from []string
+	if len(dhcp) > 0 {
+		from = append(from, fmt.Sprintf("the DHCP %s of %s", plural(len(dhcp), "lease", "leases"), strings.Join(dhcp, ", ")))
+	}
+	if len(static) > 0 {
+		from = append(from, "the static settings of "+strings.Join(static, ", "))
+	}
+	fmt.Fprintf(&b, "# kiln network: from %s\n", strings.Join(from, " and "))
+	switch {
+	case len(servers) > 0:
+	case len(static) == 0:
 		b.WriteString("# the DHCP server named no name servers\n")
+	case len(dhcp) == 0:
+		b.WriteString("# the static settings name no name servers (dns0-ip, dns1-ip)\n")
+	default:
+		b.WriteString("# neither the DHCP servers nor the static settings name name servers\n")
 	}
 	if len(search) > 0 {
 		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
@@ -188,7 +250,8 @@ func resolvConf(leases []*Lease) []byte {
 	return b.Bytes()
 }
 
-// ntpServers is the NTP servers of the leases, one a line, each once; empty with none.
+// ntpServers is the NTP servers of the leases and static settings, one a line, each once;
+// empty with none.
 func ntpServers(leases []*Lease) []byte {
 	var b bytes.Buffer
 	var seen []string

@@ -165,6 +165,8 @@ func TestResolvConf(t *testing.T) {
 	eth1 := testLease(t, "eth1", dhcpv4.WithOption(dhcpv4.OptDNS(net.IPv4(10, 0, 2, 4), net.IPv4(192, 0, 2, 53))),
 		dhcpv4.WithDomainSearchList("example.org", "other.test"))
 	bare := testLease(t, "eth2", dhcpv4.WithoutOption(dhcpv4.OptionDomainNameServer), dhcpv4.WithoutOption(dhcpv4.OptionDNSDomainSearchList))
+	static := staticLease(t, "eth3", "10.1.0.11::10.1.0.1:24::eth3:off:10.1.0.53:10.0.2.3:10.1.0.123")
+	staticBare := staticLease(t, "eth4", "10.1.0.12:::24::eth4:off")
 	tests := []struct {
 		leases []*Lease
 		want   string
@@ -181,6 +183,18 @@ func TestResolvConf(t *testing.T) {
 			"nameserver 192.0.2.53\n"},
 		{[]*Lease{bare}, "# kiln network: from the DHCP lease of eth2\n" +
 			"# the DHCP server named no name servers\n"},
+		{[]*Lease{eth0, static}, "# kiln network: from the DHCP lease of eth0 and the static settings of eth3\n" +
+			"search kiln.test example.org\n" +
+			"nameserver 10.0.2.3\n" +
+			"nameserver 10.0.2.4\n" +
+			"nameserver 10.1.0.53\n"},
+		{[]*Lease{static, staticBare}, "# kiln network: from the static settings of eth3, eth4\n" +
+			"nameserver 10.1.0.53\n" +
+			"nameserver 10.0.2.3\n"},
+		{[]*Lease{staticBare}, "# kiln network: from the static settings of eth4\n" +
+			"# the static settings name no name servers (dns0-ip, dns1-ip)\n"},
+		{[]*Lease{bare, staticBare}, "# kiln network: from the DHCP lease of eth2 and the static settings of eth4\n" +
+			"# neither the DHCP servers nor the static settings name name servers\n"},
 	}
 	for _, tt := range tests {
 		if got := string(resolvConf(tt.leases)); got != tt.want {
@@ -191,8 +205,49 @@ func TestResolvConf(t *testing.T) {
 	if got := string(ntpServers([]*Lease{eth0, eth1})); got != "10.0.2.123\n192.0.2.123\n" {
 		t.Errorf("ntp %q", got)
 	}
+	if got := string(ntpServers([]*Lease{static, eth1})); got != "10.1.0.123\n10.0.2.123\n192.0.2.123\n" {
+		t.Errorf("ntp with static settings %q", got)
+	}
 	if got := ntpServers(nil); len(got) != 0 {
 		t.Errorf("ntp with no lease %q", got)
+	}
+}
+
+// Static settings go to IFACE.json without an ACK and come back from its fields, marked static.
+func TestStaticFileRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	l := staticLease(t, "eth1", "10.1.0.11::10.1.0.1:24:node-1:eth1:off:10.1.0.53:10.1.0.54:10.1.0.123")
+	l.Obtained = time.Now()
+	if err := saveLease(dir, l); err != nil {
+		t.Fatal(err)
+	}
+	var f map[string]any
+	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(dir, "eth1.json"))), &f); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"interface": "eth1", "static": true, "source": "the kernel command line", "address": "10.1.0.11",
+		"mask": "255.255.255.0", "router": "10.1.0.1", "hostname": "node-1", "lease_seconds": 4294967295.0} {
+		if f[k] != want {
+			t.Errorf("%s = %v, want %v", k, f[k], want)
+		}
+	}
+	if _, ok := f["ack"]; ok {
+		t.Errorf("static settings with an ACK: %v", f["ack"])
+	}
+	got, err := loadLeases(dir, func(format string, args ...any) { t.Errorf(format, args...) })
+	if err != nil || len(got) != 1 {
+		t.Fatalf("loadLeases: %v, %d leases", err, len(got))
+	}
+	back := got[0]
+	if !back.Static || !back.Infinite() || back.ACK != nil || back.Summary() != l.Summary() || back.Hostname != "node-1" ||
+		!slices.EqualFunc(back.NTP, l.NTP, net.IP.Equal) || !bytes.Equal(resolvConf(got), resolvConf([]*Lease{l})) {
+		t.Errorf("read back %+v\nwrote %+v", back, l)
+	}
+	for _, bad := range []string{`{"interface": "eth1", "static": true, "address": "10.1.0.11"}`,
+		`{"interface": "eth1", "static": true, "address": "10.1.0.11", "mask": "255.255.255.0", "dns": ["x"]}`} {
+		if _, err := decodeLease([]byte(bad)); err == nil {
+			t.Errorf("decodeLease(%s) worked", bad)
+		}
 	}
 }
 
