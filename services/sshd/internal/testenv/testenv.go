@@ -1,0 +1,1 @@
+../../../../internal/testenv/testenv.go
