@@ -46,6 +46,8 @@ $(BIN)/buildkitd: go.mod
 # buildctl, BuildKit's own client at the same version: the appliance's tests build through it
 # over mutual TLS, as a user without kiln would.
 export KILN_BUILDCTL := $(BIN)/buildctl
+# chronyd, unpacked from Debian by scripts/deps.sh: services/time's tests ask it on 127.0.0.1.
+export KILN_CHRONYD := $(BIN)/chrony/usr/sbin/chronyd
 $(BIN)/buildctl: go.mod
 	$(GO) build -trimpath -ldflags "-X github.com/moby/buildkit/version.Version=$(BUILDKIT_VER)" -o $@ github.com/moby/buildkit/cmd/buildctl
 
@@ -62,7 +64,8 @@ $(BIN)/golangci-lint:
 	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VER)
 
 # Packages whose code is a Go module of its own (their build context is their folder).
-SUBMODULES    := init kernel/tools services/hello services/metadata services/buildkitd services/network
+SUBMODULES    := init kernel/tools services/hello services/metadata services/buildkitd services/network \
+                 services/disk services/time services/sshd
 
 lint: $(BIN)/golangci-lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
@@ -73,6 +76,9 @@ lint: $(BIN)/golangci-lint
 # The full suite: lint, unit, golden and integration tests (a real registry and real buildkitd
 # daemons on loopback), and the bootstrap: the Debian seed, tools/debian-base, tools/go and
 # services/hello built for amd64, arm64 and s390x, twice, compared byte for byte.
+# make test after make demo: the e2e world starts from the demo's images (internal/e2e's
+# seedCache), so the packages the demo built for this machine are not built again.
+test: export KILN_E2E_CACHE_FROM := $(wildcard $(CURDIR)/_out/demo/cache)
 test: deps tools lint binfmt $(BIN)/testsum
 	set -o pipefail; { rc=0; \
 	  for m in $(SUBMODULES); do (cd $$m && $(GO) test -json $(GOTESTFLAGS) -count=1 ./...) || rc=1; done; \

@@ -48,6 +48,8 @@ var serviceSwitches = map[string]bool{
 	"kiln.metadata":     true,
 	"kiln.metadata.url": true,
 	"kiln.net":          true, // services/network
+	"kiln.state":        true, // services/disk
+	"kiln.ntp":          true, // services/time
 	"kiln.console":      true, // images/builder.yml's console shell
 }
 
