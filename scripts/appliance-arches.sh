@@ -27,8 +27,9 @@ export KILN_CACHE=${APPLIANCE_CACHE:-$OUT/cache} KILN_BUILDER_ROOT=$OUT/builder 
 export KILN_BUILDKITD=${KILN_BUILDKITD:-$PWD/bin/buildkitd} KILN_RUNC=${KILN_RUNC:-$PWD/bin/runc}
 : "${GOPROXY_URL:=$(go env GOPROXY | cut -d, -f1)}"
 export GOPROXY_URL
-PACKAGES=(tools/debian-base tools/go kernel kernel/virt init system/runc system/containerd
-	services/metadata services/network services/buildkitd services/shell)
+PACKAGES=(tools/debian-base tools/go kernel kernel/virt init system/runc system/containerd system/kiln
+	services/metadata services/disk services/network services/time services/buildkitd services/sshd
+	services/shell)
 
 step() { printf '\n==> %s\n' "$*"; }
 die() {
@@ -71,9 +72,11 @@ for a in $ARCHES; do
 	step "images/builder.yml for $a, booted in $MEM"
 	"$KILN" build -q -arch "$a" -format kernel+initrd -dir "$OUT/sys" -name "builder-$a" images/builder.yml
 	start=$SECONDS
-	boot_appliance "$OUT/sys/builder-$a" "$OUT/node" "$PORT" "$MEM" "$OUT/console-$a.log"
+	rm -f "$OUT/state-$a.img" # blank: the boot formats it
+	boot_appliance "$OUT/sys/builder-$a" "$OUT/node" "$PORT" "$MEM" "$OUT/console-$a.log" "$OUT/state-$a.img"
 	wait_for "buildkitd: ready on tcp://" 900
 	wall=$((SECONDS - start))
+	grep -q "(label kiln-state) mounted on /var/lib" "$CONSOLE_LOG" || die "the $a node did not mount its state disk (console in $CONSOLE_LOG)"
 	line=$(grep -F "buildkitd: ready on tcp://" "$CONSOLE_LOG" | head -1)
 	echo "$line"
 	since=$(sed -n 's/.*(\([0-9.]*\)s since the kernel started).*/\1/p' <<<"$line")

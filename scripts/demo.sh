@@ -4,12 +4,13 @@
 # twice and compare the bytes, boot it in QEMU and build a package on it over mutual TLS.
 #
 #   1. the Debian seed (tools/debian-base/seed.sh: mmdebstrap, no base image)
-#   2. the packages with BuildKit (kiln pkg build): debian-base, go, kernel, init, runc,
-#      containerd, metadata, network, buildkitd, shell, hello, examples/greeting
+#   2. the packages with BuildKit (kiln pkg build): debian-base, go, kernel, init, runc, kiln,
+#      containerd, metadata, disk, network, time, buildkitd, sshd, shell, hello, examples/greeting
 #   3. the appliance (kiln build -format kernel+initrd), twice, compared byte for byte
 #   4. its certificates and node configuration (kiln builder certs -node-config)
-#   5. the boot: QEMU with the configuration on a NoCloud drive and the node's BuildKit port
-#      forwarded to a loopback port, until the console says "buildkitd: ready"
+#   5. the boot: QEMU with the configuration on a NoCloud drive, a state disk (_out/demo/state.img:
+#      formatted at the first boot, BuildKit's cache on it afterwards) and the node's BuildKit
+#      port forwarded to a loopback port, until the console says "buildkitd: ready"
 #   6. builds on the node: buildctl lists its workers over mutual TLS, and kiln pkg build
 #      -builders builds examples/greeting there (a RUN step on the node's runc), which must
 #      give the digest step 2 got here;
@@ -32,8 +33,9 @@ export KILN_CACHE=$OUT/cache KILN_BUILDER_ROOT=$OUT/builder KILN=$KILN
 export KILN_BUILDKITD=${KILN_BUILDKITD:-$PWD/bin/buildkitd} KILN_RUNC=${KILN_RUNC:-$PWD/bin/runc}
 : "${GOPROXY_URL:=$(go env GOPROXY | cut -d, -f1)}"
 export GOPROXY_URL
-PACKAGES=(tools/debian-base tools/go kernel kernel/virt init system/runc system/containerd
-	services/metadata services/network services/buildkitd services/shell services/hello examples/greeting)
+PACKAGES=(tools/debian-base tools/go kernel kernel/virt init system/runc system/containerd system/kiln
+	services/metadata services/disk services/network services/time services/buildkitd services/sshd
+	services/shell services/hello examples/greeting)
 
 step() { printf '\n==> %s\n' "$*"; }
 # shellcheck source=scripts/appliance-lib.sh
@@ -89,9 +91,9 @@ CLIENT=$OUT/client
 "$KILN" builder -root "$CLIENT" certs -node-config "$OUT/node"
 
 step "5. Booting the appliance in QEMU (software emulation), BuildKit on 127.0.0.1:$PORT"
-boot_appliance "$OUT/sys/builder" "$OUT/node" "$PORT" 3G "$OUT/console.log"
+boot_appliance "$OUT/sys/builder" "$OUT/node" "$PORT" 2G "$OUT/console.log" "$OUT/state.img"
 wait_for "buildkitd: ready on tcp://" 600
-grep -E "^(metadata|network|buildkitd): |kiln-init: all services up" "$OUT/console.log" | grep -v "level=" || true
+grep -E "^(metadata|disk|network|time|sshd|buildkitd): |kiln-init: all services up" "$OUT/console.log" | grep -v "level=" || true
 
 step "6. Building on the node"
 C=$CLIENT/certs
@@ -110,4 +112,4 @@ echo "examples/greeting built on the node: $there"
 [[ -n $here && $here == "$there" ]] || die "the node built other bytes than this machine"
 power_off
 echo "appliance: booted, built examples/greeting bit for bit (console in $OUT/console.log;"
-echo "boot it yourself: $KILN run qemu -mem 3G -data $OUT/node -publish 127.0.0.1:$PORT:1234 $OUT/sys/builder)"
+echo "boot it yourself: $KILN run qemu -mem 2G -data $OUT/node -disk $OUT/state.img,format=raw -publish 127.0.0.1:$PORT:1234 $OUT/sys/builder)"

@@ -5,17 +5,22 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,28 +34,42 @@ import (
 // appliancePackages are the packages images/builder.yml names besides minimal.yml's. CI
 // builds them for amd64 only: BuildKit compiled for three architectures would not fit in
 // CI's hour (make appliance-arches boots the others).
-var appliancePackages = []string{"services/metadata", "services/network", "services/buildkitd"}
+var appliancePackages = []string{"system/kiln", "services/metadata", "services/disk", "services/network",
+	"services/time", "services/buildkitd", "services/sshd"}
 
 // TestAppliance boots images/builder.yml on amd64 with its node configuration on a NoCloud
-// drive (kiln builder certs -node-config) and the node's BuildKit port forwarded to a loopback
-// port, then:
-//   - waits for the network lease and for "buildkitd: ready" with mutual TLS;
+// drive (kiln builder certs -node-config, an SSH key), a blank state disk, an NTP server on the
+// build machine's loopback (chronyd) named by kiln.ntp=, and the node's BuildKit and SSH ports
+// forwarded to loopback ports, then:
+//   - waits for the state disk to be formatted and mounted, the network lease, the NTP offset
+//     and "buildkitd: ready" with mutual TLS;
+//   - logs in over SSH with the key and runs a command;
+//   - assembles images/builder.yml on the node, with the node's kiln, from the package images
+//     handed over on a disk (an OCI layout tar), and gets the build machine's bytes;
 //   - lists the node's workers and builds a Dockerfile through it with buildctl, BuildKit's own
 //     client, and the client certificate;
 //   - is refused without a client certificate and with one from another CA;
 //   - builds a package with a RUN step (examples/greeting) on the node with kiln pkg build
 //     --builders and gets the digest the build machine got (the node rebuilds a package bit
 //     for bit);
-//   - powers the node off from its console;
+//   - powers the node off from its console, boots it again from the same disks, and sees the
+//     state disk mounted as it was (not formatted again), the same SSH host key, and BuildKit's
+//     cache: the node builds the package again from its cache;
 //   - boots two broken nodes at once in 1 GiB each: one with no NIC and an expired server
-//     certificate, one whose user data is a broken tree; each says so on the console and comes
-//     up with BuildKit on its unix socket only.
+//     certificate, one whose user data is a broken tree, neither with a state disk; each says
+//     so on the console and comes up with BuildKit on its unix socket only.
 func TestAppliance(t *testing.T) {
 	w := setup(t)
 	buildctl := os.Getenv("KILN_BUILDCTL")
 	if buildctl == "" {
 		testenv.SkipOrFail(t, "KILN_BUILDCTL is not set (the Makefile sets it; run through make)")
 	}
+	sshClient, err1 := exec.LookPath("ssh")
+	sshKeygen, err2 := exec.LookPath("ssh-keygen")
+	if err := errors.Join(err1, err2); err != nil {
+		testenv.SkipOrFail(t, "OpenSSH's client: %v (apt-get install openssh-client)", err)
+	}
+	ntpPort := startChronyd(t)
 	w.pkgBuild(t, minimalPackages...)
 	w.must(t, w.kiln, append([]string{"pkg", "build", "-progress", "plain", "-platforms", "linux/amd64"}, appliancePackages...)...)
 	out := t.TempDir()
@@ -58,7 +77,8 @@ func TestAppliance(t *testing.T) {
 
 	// The package the node builds later, built here first.
 	const pkg = "examples/greeting"
-	hostDigest := digestOf(t, w.must(t, w.kiln, "pkg", "build", "-progress", "plain", "-force", "-platforms", "linux/amd64", pkg), "greeting")
+	hostOut := w.must(t, w.kiln, "pkg", "build", "-progress", "plain", "-force", "-platforms", "linux/amd64", pkg)
+	hostDigest, greetingRef := digestOf(t, hostOut, "greeting"), refOf(t, hostOut, "greeting")
 
 	// The client's certificates (what kiln and buildctl present) and the node's configuration;
 	// a second CA for a client the node must refuse.
@@ -70,9 +90,16 @@ func TestAppliance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sshKey := filepath.Join(out, "ssh-key")
+	w.must(t, sshKeygen, "-q", "-t", "ed25519", "-N", "", "-C", "e2e", "-f", sshKey)
+	pub, err := os.ReadFile(sshKey + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var drive bytes.Buffer
 	if err := fatimg.Write(&drive, "cidata", []fatimg.File{
-		{Name: "meta-data", Data: []byte("instance-id: e2e-builder\nlocal-hostname: e2e-builder\n")},
+		{Name: "meta-data", Data: []byte("instance-id: e2e-builder\nlocal-hostname: e2e-builder\npublic-keys:\n  - " +
+			strings.TrimSpace(string(pub)) + "\n")},
 		{Name: "user-data", Data: userData},
 	}); err != nil {
 		t.Fatal(err)
@@ -81,26 +108,88 @@ func TestAppliance(t *testing.T) {
 	if err := os.WriteFile(img, drive.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port := loopbackPort(t)
-	// 3 GiB: without a state disk BuildKit's snapshots live in the root tmpfs (half the
-	// memory), and building services/hello unpacks the Go tool image there.
-	vm, typer := startVMConfig(t, filepath.Join(out, "builder"), qemu.Config{
-		Arch: "amd64", Memory: "3072M", Cmdline: "kiln.console=shell",
-		Disks:        []qemu.Disk{{Path: img, Format: "raw", ReadOnly: true}},
-		PortForwards: []qemu.Forward{{HostAddr: "127.0.0.1", Host: port, Guest: 1234}},
-	})
+	// The images builder.yml names, for the node to assemble it too: an OCI layout tar that is
+	// the node's third disk (vdc), read as a stream. The YAML with every image pinned.
+	lock, err := os.ReadFile(filepath.Join(out, "builder.lock.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs []string
+	for l := range strings.Lines(string(lock)) {
+		if ref, _, ok := strings.Cut(strings.TrimSpace(l), ": sha256:"); ok && strings.HasPrefix(l, "  ") {
+			refs = append(refs, ref)
+		}
+	}
+	images := filepath.Join(out, "images.tar")
+	w.must(t, w.kiln, append([]string{"cache", "export", "-o", images}, refs...)...)
+	pinned := w.must(t, w.kiln, "build", "-dry-run", "-arch", "amd64", "images/builder.yml")
+
+	// The state disk: blank (sparse) at the first boot. The config drive is vda, so it is vdb.
+	state := filepath.Join(out, "state.img")
+	if f, err := os.Create(state); err != nil {
+		t.Fatal(err)
+	} else if err := errors.Join(f.Truncate(4<<30), f.Close()); err != nil {
+		t.Fatal(err)
+	}
+	port, sshPort := loopbackPort(t), loopbackPort(t)
+	node := qemu.Config{
+		Arch: "amd64", Memory: "2048M", Cmdline: fmt.Sprintf("kiln.console=shell kiln.ntp=10.0.2.2:%d", ntpPort),
+		Disks: []qemu.Disk{{Path: img, Format: "raw", ReadOnly: true}, {Path: state, Format: "raw"},
+			{Path: images, Format: "raw", ReadOnly: true}},
+		PortForwards: []qemu.Forward{
+			{HostAddr: "127.0.0.1", Host: port, Guest: 1234},
+			{HostAddr: "127.0.0.1", Host: sshPort, Guest: 22},
+		},
+	}
+	vm, typer := startVMConfig(t, filepath.Join(out, "builder"), node)
 	want := []string{
 		"metadata: wrote /run/config from cidata",
+		"disk: formatting /dev/vdb (4.0 GiB, blank) as ext4, label kiln-state",
+		"disk: /dev/vdb (label kiln-state) mounted on /var/lib: ",
 		"network: eth0: 10.0.2.15/24",
 		"kiln-init: onboot network exited 0",
 		"buildkitd: mutual TLS on 0.0.0.0:1234",
-		"buildkitd: WARNING: /var/lib/buildkit is in memory",
 		"buildkitd: ready on tcp://0.0.0.0:1234 (mutual TLS)",
 	}
 	for _, l := range want {
 		waitLine(t, vm, l)
 	}
-	waitAll(t, vm, "kiln-init: all services up")
+	waitAll(t, vm, "kiln-init: all services up", "time: offset ", fmt.Sprintf("from 10.0.2.2:%d (stratum ", ntpPort),
+		"sshd: host key SHA256:", "sshd: 1 SSH key in /run/config/ssh/authorized_keys")
+	if slices.ContainsFunc(vm.Console(), func(l string) bool { return strings.Contains(l, "/var/lib/buildkit is in memory") }) {
+		t.Error("buildkitd says its state is in memory, with a state disk")
+	}
+	hostKey := lineWith(vm.Console(), "sshd: host key SHA256:")
+
+	// SSH: the key from the meta-data logs in as root and sees the node.
+	sshArgs := []string{"-F", "/dev/null", "-p", strconv.Itoa(sshPort), "-i", sshKey, "-o", "BatchMode=yes",
+		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=30", "root@127.0.0.1"}
+	if got := w.must(t, sshClient, append(sshArgs, "cat /run/config/hostname; echo KILN_CACHE=$KILN_CACHE; cat /proc/1/mountinfo")...); !strings.Contains(got, "e2e-builder") ||
+		!strings.Contains(got, " /var/lib ") || !strings.Contains(got, "KILN_CACHE=/var/lib/kiln/cache\n") {
+		t.Errorf("over SSH, the node's host name, kiln's cache folder and its mount of /var/lib:\n%s", got)
+	}
+
+	// The node assembles its own image from the same package images: the same bytes.
+	t.Run("self-assembly", func(t *testing.T) {
+		put := exec.Command(sshClient, append(slices.Clone(sshArgs), "cat > /var/lib/kiln/builder.yml")...)
+		put.Stdin = strings.NewReader(pinned)
+		if b, err := put.CombinedOutput(); err != nil {
+			t.Fatalf("copying the pinned builder.yml to the node: %v: %s", err, b)
+		}
+		epoch := ""
+		if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok {
+			epoch = "SOURCE_DATE_EPOCH=" + v + " "
+		}
+		sums := w.must(t, sshClient, append(sshArgs, "set -e; kiln cache import /dev/vdc >/dev/null; "+epoch+
+			"kiln build -q -arch amd64 -format kernel+initrd -dir /var/lib/kiln/out -name builder /var/lib/kiln/builder.yml; "+
+			"cd /var/lib/kiln/out && sha256sum builder-kernel builder-initrd.img builder-cmdline")...)
+		for _, f := range []string{"builder-kernel", "builder-initrd.img", "builder-cmdline"} {
+			want := fileSHA256(t, filepath.Join(out, f))
+			if !strings.Contains(sums, want+"  "+f) {
+				t.Errorf("%s: the node assembled other bytes than the build machine (want sha256 %s):\n%s", f, want, sums)
+			}
+		}
+	})
 
 	addr := fmt.Sprintf("tcp://127.0.0.1:%d", port)
 	certs := filepath.Join(client, "certs")
@@ -148,9 +237,12 @@ func TestAppliance(t *testing.T) {
 
 	// kiln with the node as its linux/amd64 builder: the package's digest is the one the build
 	// machine got for the same source.
+	// The image leaves the local cache first, so that kiln builds it again (-force would also
+	// tell BuildKit to use none of its cache, and the reboot below checks that cache).
 	nodeWorld := *w
 	nodeWorld.env = append(slices.Clone(w.env), "KILN_BUILDER_ROOT="+client)
-	nodeOut := nodeWorld.must(t, w.kiln, "pkg", "build", "-progress", "plain", "-force", "-platforms", "linux/amd64",
+	w.must(t, w.kiln, "cache", "rm", greetingRef)
+	nodeOut := nodeWorld.must(t, w.kiln, "pkg", "build", "-progress", "plain", "-platforms", "linux/amd64",
 		"-builders", "linux/amd64="+addr, pkg)
 	if nodeDigest := digestOf(t, nodeOut, "greeting"); nodeDigest != hostDigest {
 		t.Errorf("%s for linux/amd64: the node built %s, the build machine %s", pkg, nodeDigest, hostDigest)
@@ -164,6 +256,41 @@ func TestAppliance(t *testing.T) {
 	checkConsole(t, vm, append(want, "kiln-init: powering off"))
 	noRestarts(t, vm)
 
+	// The same node again, from the same disks: its state is where it was.
+	t.Run("reboot", func(t *testing.T) {
+		log, err := os.Create(filepath.Join(out, "builder-reboot-console.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { log.Close() })
+		node.Console = log
+		vm, typer := startVMConfig(t, filepath.Join(out, "builder"), node)
+		waitLine(t, vm, "disk: /dev/vdb (label kiln-state) mounted on /var/lib: ")
+		waitAll(t, vm, "kiln-init: all services up", "buildkitd: ready on tcp://0.0.0.0:1234 (mutual TLS)", "sshd: host key SHA256:")
+		if slices.ContainsFunc(vm.Console(), func(l string) bool { return strings.Contains(l, "disk: formatting") }) {
+			t.Error("the state disk was formatted again")
+		}
+		if again := lineWith(vm.Console(), "sshd: host key SHA256:"); again != hostKey {
+			t.Errorf("the SSH host key changed across the reboot: %q, then %q", hostKey, again)
+		}
+		// BuildKit's cache survived: the RUN step is not run again.
+		w.must(t, w.kiln, "cache", "rm", greetingRef)
+		again := nodeWorld.combined(t, w.kiln, "pkg", "build", "-progress", "plain", "-platforms", "linux/amd64",
+			"-builders", "linux/amd64="+addr, pkg)
+		if d := digestOf(t, again, "greeting"); d != hostDigest {
+			t.Errorf("%s after the reboot: %s, want %s", pkg, d, hostDigest)
+		}
+		if !runCached(again) {
+			t.Errorf("the RUN step of %s did not come from the node's cache after the reboot:\n%s", pkg, again)
+		}
+		if _, err := fmt.Fprintln(typer, "kill -TERM 1"); err != nil {
+			t.Fatal(err)
+		}
+		waitLine(t, vm, "kiln-init: powering off")
+		waitExit(t, vm)
+		noRestarts(t, vm)
+	})
+
 	// Broken nodes, two at once, each in 1 GiB: the node says what is wrong on the console and
 	// the rest of it comes up, BuildKit on its unix socket only.
 	expired := expiredNodeConfig(t, certs, filepath.Join(out, "expired"))
@@ -176,6 +303,7 @@ func TestAppliance(t *testing.T) {
 		}{{
 			name: "no network, expired certificate", userData: expired,
 			want: []string{
+				"disk: WARNING: no state disk (no disk labelled kiln-state, and no blank disk): /var/lib is in memory",
 				"network: no network interfaces besides lo; booting without network",
 				"buildkitd: not listening on 0.0.0.0:1234: server certificate /run/config/buildkit/server.pem expired on",
 			},
@@ -223,6 +351,88 @@ func TestAppliance(t *testing.T) {
 			})
 		}
 	})
+}
+
+// fileSHA256 is the hex SHA-256 of a file's bytes.
+func fileSHA256(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// runCached reports whether BuildKit's plain progress has a RUN step ("#7 [pack 2/3] RUN ...")
+// whose vertex says "#7 CACHED".
+func runCached(progress string) bool {
+	lines := strings.Split(progress, "\n")
+	for _, l := range lines {
+		vertex, rest, ok := strings.Cut(l, " ")
+		if !ok || !strings.HasPrefix(vertex, "#") || !strings.HasPrefix(rest, "[") || !strings.Contains(rest, "] RUN ") {
+			continue
+		}
+		if slices.Contains(lines, vertex+" CACHED") {
+			return true
+		}
+	}
+	return false
+}
+
+// lineWith returns what the first line of console that holds s says from s on (the console
+// shell's prompt can share the line), "" when no line holds it.
+func lineWith(console []string, s string) string {
+	for _, l := range console {
+		if i := strings.Index(l, s); i >= 0 {
+			return strings.TrimSpace(l[i:])
+		}
+	}
+	return ""
+}
+
+// startChronyd runs Debian's chronyd (KILN_CHRONYD; scripts/deps.sh unpacks it) as an NTP
+// server on a loopback port, serving its own clock, for the nodes' time service (the guest
+// reaches it as 10.0.2.2). It never asks another server and leaves the clock alone (-x).
+func startChronyd(t *testing.T) int {
+	t.Helper()
+	chronyd := os.Getenv("KILN_CHRONYD")
+	if chronyd == "" {
+		testenv.SkipOrFail(t, "KILN_CHRONYD is not set (the Makefile sets it; scripts/deps.sh unpacks chrony into bin/chrony)")
+	}
+	dir := t.TempDir()
+	port := loopbackUDPPort(t)
+	conf := filepath.Join(dir, "chrony.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "port %d\nbindaddress 127.0.0.1\nbindacqaddress 127.0.0.1\n"+
+		"allow 127.0.0.1\nlocal stratum 8\ncmdport 0\nbindcmdaddress /\npidfile %s\n", port, filepath.Join(dir, "chronyd.pid")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.Create(filepath.Join(dir, "chronyd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(chronyd, "-d", "-x", "-f", conf, "-u", "root")
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("chronyd: %v", err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); log.Close() })
+	return port
+}
+
+// loopbackUDPPort returns a UDP port free on 127.0.0.1 a moment ago.
+func loopbackUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 // waitAll waits until each of want is part of a console line, in any order (markerTimeout in
@@ -336,6 +546,18 @@ func loopbackPort(t *testing.T) int {
 
 // digestOf returns the digest kiln pkg build printed for the image named image (its lines are
 // "REF DIGEST", the packages it needed included).
+// refOf returns the reference kiln pkg build printed for image (kiln/NAME:TAG).
+func refOf(t *testing.T, out, image string) string {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) == 2 && strings.Contains(f[0], "/"+image+":") {
+			return f[0]
+		}
+	}
+	t.Fatalf("kiln pkg build printed no reference for %s:\n%s", image, out)
+	return ""
+}
+
 func digestOf(t *testing.T, out, image string) string {
 	t.Helper()
 	for _, line := range strings.Split(out, "\n") {

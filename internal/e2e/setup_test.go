@@ -2,14 +2,18 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/kiln-os/kiln/internal/atomicfile"
 	"github.com/kiln-os/kiln/internal/ocicache"
 	"github.com/kiln-os/kiln/internal/testenv"
 	"github.com/kiln-os/kiln/internal/testutil"
@@ -81,14 +85,24 @@ func setup(t *testing.T) *world {
 			"KILN_RUNC="+runc,
 			"KILN="+bin,
 		)
+		// make test after make demo starts from the demo's images (KILN_E2E_CACHE_FROM, set
+		// by the Makefile when _out/demo/cache exists): the packages the demo built for this
+		// machine are not built again.
+		if from := os.Getenv("KILN_E2E_CACHE_FROM"); from != "" {
+			if err := seedCache(from, filepath.Join(w.work, "cache")); err != nil {
+				worldErr = err.Error()
+				return
+			}
+		}
 		c, err := ocicache.Open(filepath.Join(w.work, "cache"))
 		if err != nil {
 			worldErr = err.Error()
 			return
 		}
 		w.cache = c
-		if _, err := c.Resolve("kiln/debian-seed:bookworm"); err != nil {
-			if _, err := w.run(t, filepath.Join(w.root, "tools/debian-base/seed.sh")); err != nil {
+		// The seed for every architecture the tests build (a demo's cache has only its own).
+		if missing := seedMissing(c); len(missing) > 0 {
+			if _, err := w.run(t, filepath.Join(w.root, "tools/debian-base/seed.sh"), missing...); err != nil {
 				worldErr = err.Error()
 				return
 			}
@@ -99,6 +113,79 @@ func setup(t *testing.T) *world {
 		t.Fatal(worldErr)
 	}
 	return shared
+}
+
+// seedMissing lists the architectures of amd64, arm64 and s390x that the cache's Debian seed
+// lacks (all three when there is no seed).
+func seedMissing(c *ocicache.Cache) []string {
+	missing := []string{"amd64", "arm64", "s390x"}
+	idx, err := c.Index("kiln/debian-seed:bookworm")
+	if err != nil {
+		return missing
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return missing
+	}
+	for _, m := range im.Manifests {
+		if m.Platform != nil {
+			missing = slices.DeleteFunc(missing, func(a string) bool { return a == m.Platform.Architecture })
+		}
+	}
+	return missing
+}
+
+// seedCache fills the empty image cache dst with the images of the cache src: its blobs as
+// hard links (blobs are immutable and written by rename, so neither cache can change the
+// other's), copied when dst is on another file system, and its index.json and oci-layout as
+// copies. A dst that already has an index is left alone, and so is a src without one.
+func seedCache(src, dst string) error {
+	if _, err := os.Stat(filepath.Join(dst, "index.json")); err == nil {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(src, "index.json")); err != nil {
+		return nil
+	}
+	blobs := filepath.Join(src, "blobs", "sha256")
+	entries, err := os.ReadDir(blobs)
+	if err != nil {
+		return fmt.Errorf("seeding the e2e cache from %s: %w", src, err)
+	}
+	to := filepath.Join(dst, "blobs", "sha256")
+	if err := os.MkdirAll(to, 0o755); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		from, target := filepath.Join(blobs, e.Name()), filepath.Join(to, e.Name())
+		if err := os.Link(from, target); err != nil {
+			if err := copyFile(from, target); err != nil {
+				return fmt.Errorf("seeding the e2e cache from %s: %w", src, err)
+			}
+		}
+	}
+	// index.json last: until it is there, the cache is empty to every reader.
+	for _, name := range []string{"oci-layout", "index.json"} {
+		if err := copyFile(filepath.Join(src, name), filepath.Join(dst, name)); err != nil {
+			return fmt.Errorf("seeding the e2e cache from %s: %w", src, err)
+		}
+	}
+	return nil
+}
+
+// copyFile copies a file, streamed, written atomically (internal/atomicfile).
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	return atomicfile.WriteFile(to, 0o644, func(w io.Writer) error {
+		_, err := io.Copy(w, in)
+		return err
+	})
 }
 
 // run runs a command in the checkout with the world's environment and returns its standard
@@ -126,6 +213,21 @@ func (w *world) must(t *testing.T, name string, args ...string) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// combined runs a command as must does and returns its stdout and stderr together (BuildKit's
+// progress is on stderr).
+func (w *world) combined(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir, cmd.Env = w.root, w.env
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s %s: %s", filepath.Base(name), strings.Join(args, " "), time.Since(start).Round(100*time.Millisecond))
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, tail(string(out), 60))
+	}
+	return string(out)
 }
 
 type cmdError struct {
