@@ -3,7 +3,8 @@
 // format), orders the modules so that every dependency comes before its users, and loads each
 // file with finit_module(2). A module that is already loaded is fine; a module built into the
 // kernel (listed in modules.builtin) is skipped; a name found in neither is an error naming the
-// modules.dep it looked in.
+// modules.dep it looked in, unless it ends in "?" (optional: a module some architectures or
+// kernels lack, such as qemu_fw_cfg on s390x), which is then left out.
 //
 // Not handled: aliases (modules.alias), soft dependencies, blacklists, modprobe.d options.
 // Parameters come only from the caller (for kiln-init: the kernel command line).
@@ -129,8 +130,10 @@ func (e *UnknownError) Error() string {
 }
 
 // Order returns the modules to load for names, each dependency before the modules that need
-// it and every module once. Built-in names are left out. Unknown names give an
-// *UnknownError (all of them, joined); the known ones are still ordered and returned.
+// it and every module once. Built-in names are left out, and so are unknown names that end in
+// "?". Other unknown names give an *UnknownError (all of them, joined); the known ones are
+// still ordered and returned. A dependency missing from modules.dep is an error even for an
+// optional module: the kernel package is broken.
 func (ix *Index) Order(names ...string) ([]Module, error) {
 	var out []Module
 	state := map[string]int{} // 1: in progress, 2: done
@@ -162,8 +165,12 @@ func (ix *Index) Order(names ...string) ([]Module, error) {
 		return nil
 	}
 	for _, n := range names {
-		n = Name(n)
+		optional := strings.HasSuffix(n, "?")
+		n = Name(strings.TrimSuffix(n, "?"))
 		if n == "" {
+			continue
+		}
+		if _, ok := ix.Modules[n]; optional && !ok && !ix.Builtin[n] {
 			continue
 		}
 		if err := visit(n, ""); err != nil {

@@ -94,6 +94,9 @@ func TestOrder(t *testing.T) {
 		{"built in is skipped", []string{"unix", "overlay"}, []string{"overlay"}, ""},
 		{"unknown name, others still ordered", []string{"nope", "overlay"}, []string{"overlay"},
 			`unknown module "nope": not in /lib/modules/6.1.0-test/modules.dep`},
+		{"optional and missing is left out", []string{"qemu_fw_cfg?", "overlay"}, []string{"overlay"}, ""},
+		{"optional and present is loaded", []string{"overlay?", "unix?"}, []string{"overlay"}, ""},
+		{"optional with a missing dependency", []string{"needs_missing?"}, nil, `module "missing" (needed by needs_missing) is not in`},
 		{"missing dependency", []string{"needs_missing"}, nil, `module "missing" (needed by needs_missing) is not in`},
 		{"cycle", []string{"a"}, nil, "depend on each other"},
 	}

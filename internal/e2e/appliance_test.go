@@ -299,6 +299,7 @@ func TestAppliance(t *testing.T) {
 			name     string
 			userData []byte
 			network  bool
+			fwCfg    bool // the node configuration through QEMU's fw_cfg, not a config drive
 			want     []string
 		}{{
 			name: "no network, expired certificate", userData: expired,
@@ -309,7 +310,9 @@ func TestAppliance(t *testing.T) {
 			},
 		}, {
 			name: "corrupt metadata", userData: []byte("{\"buildkit\": {\"entries\": {\"ca.pem\": 7}}}\n"), network: true,
+			fwCfg: true,
 			want: []string{
+				"metadata: read fw_cfg",
 				"metadata: user data: a JSON object that is not a tree",
 				"network: eth0: 10.0.2.15/24",
 				"buildkitd: not listening on 0.0.0.0:1234: no TLS files in /run/config/buildkit",
@@ -318,16 +321,32 @@ func TestAppliance(t *testing.T) {
 			t.Run(b.name, func(t *testing.T) {
 				t.Parallel()
 				dir := t.TempDir()
-				var drive bytes.Buffer
-				if err := fatimg.Write(&drive, "cidata", []fatimg.File{
+				files := []fatimg.File{
 					{Name: "meta-data", Data: []byte("instance-id: e2e-broken\n")},
 					{Name: "user-data", Data: b.userData},
-				}); err != nil {
-					t.Fatal(err)
 				}
-				img := filepath.Join(dir, "cidata.img")
-				if err := os.WriteFile(img, drive.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
+				var disks []qemu.Disk
+				var extra []string
+				if b.fwCfg {
+					// No disk at all: the metadata service finds the files under
+					// /sys/firmware/qemu_fw_cfg (builder.yml loads qemu_fw_cfg).
+					for _, f := range files {
+						path := filepath.Join(dir, f.Name)
+						if err := os.WriteFile(path, f.Data, 0o644); err != nil {
+							t.Fatal(err)
+						}
+						extra = append(extra, "-fw_cfg", "name=opt/io.cloud-init/cloud-init/"+f.Name+",file="+path)
+					}
+				} else {
+					var drive bytes.Buffer
+					if err := fatimg.Write(&drive, "cidata", files); err != nil {
+						t.Fatal(err)
+					}
+					img := filepath.Join(dir, "cidata.img")
+					if err := os.WriteFile(img, drive.Bytes(), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					disks = append(disks, qemu.Disk{Path: img, Format: "raw", ReadOnly: true})
 				}
 				log, err := os.Create(filepath.Join(out, strings.ReplaceAll(b.name, " ", "-")+"-console.log"))
 				if err != nil {
@@ -336,7 +355,7 @@ func TestAppliance(t *testing.T) {
 				t.Cleanup(func() { log.Close() })
 				vm, typer := startVMConfig(t, filepath.Join(out, "builder"), qemu.Config{
 					Arch: "amd64", Memory: "1024M", Cmdline: "kiln.console=shell", Console: log, Network: b.network,
-					Disks: []qemu.Disk{{Path: img, Format: "raw", ReadOnly: true}},
+					Disks: disks, ExtraArgs: extra,
 				})
 				// Onboot output, kiln-init's lines and the services' output interleave
 				// differently from boot to boot: wait until each has been said, in any order.
