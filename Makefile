@@ -17,7 +17,7 @@ export KILN_RUNC         := $(BIN)/runc
 export GOPROXY_URL ?= $(firstword $(subst $(comma), ,$(shell $(GO) env GOPROXY)))
 comma := ,
 
-.PHONY: all build tools lint test test-short bench bench-boots appliance-arches demo clean binfmt deps
+.PHONY: all build tools lint test test-short bench bench-boots appliance-arches self-rebuild demo clean binfmt deps
 
 all: build
 
@@ -119,6 +119,12 @@ bench-boots: build tools
 # TestAppliance; this is the heavier matrix. See scripts/appliance-arches.sh.
 appliance-arches: deps build tools binfmt
 	./scripts/appliance-arches.sh
+
+# Every package of images/builder.yml built again on a booted appliance (after make demo),
+# compared by digest, the times recorded in docs/appliance.md. Hours under emulation. See
+# scripts/self-rebuild.sh.
+self-rebuild: deps build tools
+	./scripts/self-rebuild.sh
 
 # The main job: build the builder appliance (images/builder.yml) for this machine from Debian's
 # packages and the Go module proxy (seed, packages, system), twice, boot it in QEMU and build a

@@ -6,13 +6,13 @@
 # the node configuration folder DATA on a config drive, the raw disk image STATE as its state
 # disk (made blank, sparse, 8 GiB, when missing) and the node's BuildKit port forwarded to
 # 127.0.0.1:PORT; the console goes to LOG and reads what is written to fd 3 (open until the
-# caller closes it). Sets QEMU_PID.
+# caller closes it). APPLIANCE_CPUS (default 1) sets the guest's virtual CPUs. Sets QEMU_PID.
 boot_appliance() {
 	local prefix=$1 data=$2 port=$3 mem=$4 log=$5 state=$6
 	[[ -e $state ]] || truncate -s 8G "$state"
 	rm -f "$log.in"
 	mkfifo "$log.in"
-	"$KILN" run qemu -mem "$mem" -data "$data" -disk "$state,format=raw" -publish "127.0.0.1:$port:1234" \
+	"$KILN" run qemu -cpus "${APPLIANCE_CPUS:-1}" -mem "$mem" -data "$data" -disk "$state,format=raw" -publish "127.0.0.1:$port:1234" \
 		-cmdline-append kiln.console=shell "$prefix" <"$log.in" >"$log" 2>&1 &
 	QEMU_PID=$!
 	exec 3>"$log.in"
