@@ -1,10 +1,15 @@
-// Package fatimg writes small FAT12 file system images: the config drives (cloud-init NoCloud
-// "cidata") that `kiln run qemu -data` hands to a VM. An image holds files at its root, with
-// long (VFAT) names, and is the same bytes for the same label and files: no clock, no random
-// volume ID (it is derived from the content), files in name order.
+// Package fatimg writes FAT file systems (FAT12, FAT16, FAT32) as images: the EFI system
+// partitions of kiln's bootable media (New, Volume) and the small config drives (cloud-init
+// NoCloud "cidata") that `kiln run qemu -data` hands to a VM (Write). A volume holds folders
+// and files with long (VFAT) names, and is the same bytes for the same input: time stamps
+// from the caller (none from a clock), a volume ID derived from the content, entries in name
+// order. File bodies are streamed; only the FAT and the folders are held in memory.
+//
+// It does not read FAT volumes, and writes no boot code (a volume's boot sector halts).
 package fatimg
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -15,161 +20,49 @@ import (
 )
 
 const (
-	sectorSize        = 512
-	sectorsPerCluster = 8 // 4 KiB clusters
-	clusterSize       = sectorSize * sectorsPerCluster
-	rootEntries       = 224 // 14 sectors
-	maxClusters       = 4084
-	// MaxData is the most file content an image holds (FAT12 with 4 KiB clusters).
-	MaxData = (maxClusters - 1) * clusterSize
+	sectorSize = 512
+	// MaxData is the most file content a config drive (Write) holds: a FAT12 volume of 4 KiB
+	// clusters.
+	MaxData = (fat12Max - 1) * 8 * sectorSize
 )
 
-// File is one file at the root of the image.
+// File is one file at the root of a config drive.
 type File struct {
 	Name string
 	Data []byte
 }
 
-// Write writes a FAT12 image labelled label (at most 11 characters of A-Z, 0-9, - and _;
-// lower case is stored upper case, as mkfs.vfat does) holding files at its root, to w.
+// Write writes a small FAT volume (FAT12) labelled label (at most 11 characters of A-Z, 0-9, -
+// and _; lower case is stored upper case, as mkfs.vfat does) holding files at its root, to w.
+// The volume ID is derived from the label and the files, contents included, so different
+// drives differ.
 func Write(w io.Writer, label string, files []File) error {
-	lab, err := shortLabel(label)
-	if err != nil {
+	if _, err := shortLabel(label); err != nil {
 		return err
 	}
 	files = slices.Clone(files)
 	slices.SortFunc(files, func(a, b File) int { return strings.Compare(a.Name, b.Name) })
-	seen := map[string]bool{}
-	clusters := 0
-	dirSlots := 1 // the volume label entry
+	total := 0
+	entries := make([]Entry, 0, len(files))
+	h := sha256.New()
+	h.Write([]byte(label))
 	for _, f := range files {
 		if err := checkName(f.Name); err != nil {
 			return err
 		}
-		key := strings.ToUpper(f.Name)
-		if seen[key] {
-			return fmt.Errorf("fatimg: %q appears twice (FAT names ignore case)", f.Name)
-		}
-		seen[key] = true
-		clusters += (len(f.Data) + clusterSize - 1) / clusterSize
-		dirSlots += 1 + (len(utf16.Encode([]rune(f.Name)))+12)/13
-	}
-	if dirSlots > rootEntries {
-		return fmt.Errorf("fatimg: %d files do not fit in the root folder", len(files))
-	}
-	if clusters > maxClusters-1 {
-		return fmt.Errorf("fatimg: %d KiB of files; a config drive holds at most %d KiB", clusters*clusterSize/1024, MaxData/1024)
-	}
-	dataClusters := max(clusters+1, 16)
-	fatBytes := (dataClusters + 2) * 3 / 2
-	fatSectors := (fatBytes + 1 + sectorSize - 1) / sectorSize
-	rootSectors := rootEntries * 32 / sectorSize
-	total := 1 + 2*fatSectors + rootSectors + dataClusters*sectorsPerCluster
-
-	// The volume ID is part of the content's digest, so different drives differ.
-	h := sha256.New()
-	h.Write(lab[:])
-	for _, f := range files {
+		total += (len(f.Data) + 4095) / 4096 * 4096
 		fmt.Fprintf(h, "%s\x00%d\x00", f.Name, len(f.Data))
 		h.Write(f.Data)
+		entries = append(entries, Entry{Path: f.Name, Size: int64(len(f.Data)), Body: bytes.NewReader(f.Data)})
 	}
-	volumeID := binary.LittleEndian.Uint32(h.Sum(nil))
-
-	boot := make([]byte, sectorSize)
-	copy(boot, []byte{0xEB, 0x3C, 0x90})
-	copy(boot[3:], "KILN    ")
-	binary.LittleEndian.PutUint16(boot[0x0B:], sectorSize)
-	boot[0x0D] = sectorsPerCluster
-	binary.LittleEndian.PutUint16(boot[0x0E:], 1) // reserved sectors: the boot sector
-	boot[0x10] = 2                                // FATs
-	binary.LittleEndian.PutUint16(boot[0x11:], rootEntries)
-	binary.LittleEndian.PutUint16(boot[0x13:], uint16(total))
-	boot[0x15] = 0xF8 // fixed disk
-	binary.LittleEndian.PutUint16(boot[0x16:], uint16(fatSectors))
-	binary.LittleEndian.PutUint16(boot[0x18:], 32) // sectors per track
-	binary.LittleEndian.PutUint16(boot[0x1A:], 64) // heads
-	boot[0x24] = 0x80
-	boot[0x26] = 0x29 // extended boot signature: ID, label and type follow
-	binary.LittleEndian.PutUint32(boot[0x27:], volumeID)
-	copy(boot[0x2B:], lab[:])
-	copy(boot[0x36:], "FAT12   ")
-	boot[0x1FE], boot[0x1FF] = 0x55, 0xAA
-
-	fat := make([]byte, fatSectors*sectorSize)
-	setFAT := func(n, v int) {
-		i := n * 3 / 2
-		if n%2 == 0 {
-			fat[i] = byte(v)
-			fat[i+1] = fat[i+1]&0xF0 | byte(v>>8)&0x0F
-		} else {
-			fat[i] = fat[i]&0x0F | byte(v<<4)
-			fat[i+1] = byte(v >> 4)
-		}
+	if total > MaxData {
+		return fmt.Errorf("fatimg: %d KiB of files; a config drive holds at most %d KiB", total/1024, MaxData/1024)
 	}
-	setFAT(0, 0xFF8)
-	setFAT(1, 0xFFF)
-	root := make([]byte, rootSectors*sectorSize)
-	var slot int
-	putEntry := func(e []byte) {
-		copy(root[slot*32:], e)
-		slot++
+	v, err := New(Options{Label: label, Bits: 12, VolumeID: binary.LittleEndian.Uint32(h.Sum(nil))}, entries)
+	if err != nil {
+		return err
 	}
-	labelEntry := make([]byte, 32)
-	copy(labelEntry, lab[:])
-	labelEntry[11] = 0x08 // volume label
-	putEntry(labelEntry)
-	next := 2
-	starts := make([]int, len(files))
-	for i, f := range files {
-		n := (len(f.Data) + clusterSize - 1) / clusterSize
-		if n == 0 {
-			continue
-		}
-		starts[i] = next
-		for c := range n {
-			if c == n-1 {
-				setFAT(next+c, 0xFFF)
-			} else {
-				setFAT(next+c, next+c+1)
-			}
-		}
-		next += n
-	}
-	used := map[string]bool{}
-	for i, f := range files {
-		short := shortName(f.Name, used)
-		for _, e := range longEntries(f.Name, short) {
-			putEntry(e)
-		}
-		e := make([]byte, 32)
-		copy(e, short[:])
-		e[11] = 0x20 // archive
-		// Times and dates stay 0: no clock in the image.
-		binary.LittleEndian.PutUint16(e[26:], uint16(starts[i]))
-		binary.LittleEndian.PutUint32(e[28:], uint32(len(f.Data)))
-		putEntry(e)
-	}
-
-	for _, part := range [][]byte{boot, fat, fat, root} {
-		if _, err := w.Write(part); err != nil {
-			return err
-		}
-	}
-	written := 0
-	for _, f := range files {
-		if len(f.Data) == 0 {
-			continue
-		}
-		if _, err := w.Write(f.Data); err != nil {
-			return err
-		}
-		pad := (clusterSize - len(f.Data)%clusterSize) % clusterSize
-		if _, err := w.Write(make([]byte, pad)); err != nil {
-			return err
-		}
-		written += (len(f.Data) + pad) / clusterSize
-	}
-	_, err = w.Write(make([]byte, (dataClusters-written)*clusterSize))
+	_, err = v.WriteTo(w)
 	return err
 }
 
@@ -235,7 +128,7 @@ func shortName(name string, used map[string]bool) [11]byte {
 	if len(e) > 3 {
 		e = e[:3]
 	}
-	exact := b == strings.ToUpper(base) && len(b) <= 8 && e == strings.ToUpper(ext) && len(ext) <= 3 && b != ""
+	exact := b == strings.ToUpper(base) && len(b) <= 8 && e == strings.ToUpper(ext) && len(ext) <= 3 && b != "" && strings.Count(name, ".") <= 1
 	var out [11]byte
 	for n := 1; ; n++ {
 		cand := b
@@ -253,6 +146,21 @@ func shortName(name string, used map[string]bool) [11]byte {
 			return out
 		}
 	}
+}
+
+// exactShort reports whether name is its own 8.3 short name (upper case, valid characters),
+// so that it needs no long-name entries.
+func exactShort(name string) bool {
+	base, ext, _ := strings.Cut(name, ".")
+	if base == "" || len(base) > 8 || len(ext) > 3 || strings.Contains(ext, ".") {
+		return false
+	}
+	for _, r := range base + ext {
+		if !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'()-@^_`{}~", r)) {
+			return false
+		}
+	}
+	return true
 }
 
 // longEntries are the VFAT entries that carry name, last part first, each with the short

@@ -1,0 +1,164 @@
+package uki
+
+import (
+	"bytes"
+	"debug/pe"
+	"encoding/binary"
+	"io"
+	"strings"
+	"testing"
+)
+
+// fakeStub builds a small PE32+ EFI application with two sections (.text and .sdata), a
+// symbol table after them and SizeOfHeaders 0x400, laid out as systemd's stubs are.
+func fakeStub(t *testing.T, machine uint16, signed bool) []byte {
+	t.Helper()
+	le := binary.LittleEndian
+	b := make([]byte, 0x800)
+	copy(b, "MZ")
+	le.PutUint32(b[0x3c:], 0x80)
+	copy(b[0x80:], "PE\x00\x00")
+	coff := 0x84
+	le.PutUint16(b[coff:], machine)
+	le.PutUint16(b[coff+2:], 2)
+	le.PutUint32(b[coff+4:], 0x5eed)  // TimeDateStamp, kept
+	le.PutUint32(b[coff+8:], 0x800)   // PointerToSymbolTable
+	le.PutUint32(b[coff+12:], 1)      // NumberOfSymbols
+	le.PutUint16(b[coff+16:], 240)    // SizeOfOptionalHeader
+	le.PutUint16(b[coff+18:], 0x0022) // executable, large address aware
+	opt := coff + 20
+	le.PutUint16(b[opt:], 0x20b)
+	le.PutUint32(b[opt+8:], 0x200)   // SizeOfInitializedData
+	le.PutUint32(b[opt+16:], 0x1000) // AddressOfEntryPoint
+	le.PutUint32(b[opt+32:], 0x1000) // SectionAlignment
+	le.PutUint32(b[opt+36:], 0x200)  // FileAlignment
+	le.PutUint32(b[opt+56:], 0x3000) // SizeOfImage
+	le.PutUint32(b[opt+60:], 0x400)  // SizeOfHeaders
+	le.PutUint32(b[opt+64:], 0x1234) // CheckSum
+	le.PutUint16(b[opt+68:], 10)     // Subsystem: EFI application
+	le.PutUint32(b[opt+108:], 16)    // NumberOfRvaAndSizes
+	if signed {
+		le.PutUint32(b[opt+112+4*8:], 0x800)
+		le.PutUint32(b[opt+112+4*8+4:], 8)
+	}
+	table := opt + 240
+	for i, s := range []struct {
+		name     string
+		vma, raw uint32
+		chars    uint32
+		fill     byte
+	}{{".text", 0x1000, 0x400, 0x60000020, 0xc3}, {".sdata", 0x2000, 0x600, 0xc0000040, 0x5a}} {
+		h := b[table+i*40:]
+		copy(h, s.name)
+		le.PutUint32(h[8:], 0x100)
+		le.PutUint32(h[12:], s.vma)
+		le.PutUint32(h[16:], 0x200)
+		le.PutUint32(h[20:], s.raw)
+		le.PutUint32(h[36:], s.chars)
+		for j := range 0x100 {
+			b[int(s.raw)+j] = s.fill
+		}
+	}
+	return append(b, make([]byte, 18+4)...) // one symbol, an empty string table
+}
+
+func build(t *testing.T, arch string, stub []byte, secs []Section) ([]byte, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := Write(&out, arch, bytes.NewReader(stub), int64(len(stub)), secs)
+	return out.Bytes(), err
+}
+
+func TestWrite(t *testing.T) {
+	stub := fakeStub(t, pe.IMAGE_FILE_MACHINE_AMD64, false)
+	kernel := bytes.Repeat([]byte("K"), 70000)
+	initrd := bytes.Repeat([]byte("I"), 5000)
+	osrel := []byte("ID=kiln\nNAME=kiln\n")
+	cmdline := []byte("console=ttyS0 panic=1")
+	secs := Sections(osrel, cmdline, bytes.NewReader(kernel), int64(len(kernel)), bytes.NewReader(initrd), int64(len(initrd)))
+	got, err := build(t, "amd64", stub, secs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := pe.NewFile(bytes.NewReader(got))
+	if err != nil {
+		t.Fatalf("the UKI is not a PE file: %v", err)
+	}
+	oh := f.OptionalHeader.(*pe.OptionalHeader64)
+	if f.NumberOfSymbols != 0 || f.PointerToSymbolTable != 0 {
+		t.Errorf("symbols left: %d at %#x", f.NumberOfSymbols, f.PointerToSymbolTable)
+	}
+	if f.TimeDateStamp != 0x5eed || oh.CheckSum != 0 {
+		t.Errorf("time stamp %#x (want the stub's), checksum %#x (want 0)", f.TimeDateStamp, oh.CheckSum)
+	}
+	want := map[string][]byte{".osrel": osrel, ".cmdline": cmdline, ".linux": kernel, ".initrd": initrd}
+	var names []string
+	prevEnd := uint32(0)
+	for _, s := range f.Sections {
+		names = append(names, s.Name)
+		if s.VirtualAddress < prevEnd {
+			t.Errorf("section %s at %#x overlaps the one before (ends %#x)", s.Name, s.VirtualAddress, prevEnd)
+		}
+		prevEnd = s.VirtualAddress + max(s.VirtualSize, s.Size)
+		if s.Offset%oh.FileAlignment != 0 || s.VirtualAddress%oh.SectionAlignment != 0 {
+			t.Errorf("section %s: offset %#x or address %#x not aligned", s.Name, s.Offset, s.VirtualAddress)
+		}
+		data, err := io.ReadAll(s.Open())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w, ok := want[s.Name]; ok {
+			if s.VirtualSize != uint32(len(w)) || !bytes.Equal(data[:s.VirtualSize], w) {
+				t.Errorf("section %s: %d bytes, not what was given (%d)", s.Name, s.VirtualSize, len(w))
+			}
+			if s.VirtualAddress%vmaAlign != 0 || s.Characteristics != scnData {
+				t.Errorf("section %s: address %#x, characteristics %#x", s.Name, s.VirtualAddress, s.Characteristics)
+			}
+		}
+	}
+	if strings.Join(names, " ") != ".text .sdata .osrel .cmdline .linux .initrd" {
+		t.Errorf("sections %q", names)
+	}
+	if oh.SizeOfImage < prevEnd || oh.SizeOfImage%oh.SectionAlignment != 0 {
+		t.Errorf("SizeOfImage %#x, last section ends at %#x", oh.SizeOfImage, prevEnd)
+	}
+	if !bytes.Equal(got[0x400:0x800], stub[0x400:0x800]) {
+		t.Error("the stub's own sections changed")
+	}
+	if last := f.Sections[len(f.Sections)-1]; int64(len(got)) != int64(last.Offset)+int64(last.Size) {
+		t.Errorf("file is %d bytes, the last section ends at %d", len(got), last.Offset+last.Size)
+	}
+	// The same inputs, the same bytes.
+	again, err := build(t, "amd64", stub, Sections(osrel, cmdline, bytes.NewReader(kernel), int64(len(kernel)), bytes.NewReader(initrd), int64(len(initrd))))
+	if err != nil || !bytes.Equal(got, again) {
+		t.Errorf("a second build differs (err %v)", err)
+	}
+}
+
+func TestWriteErrors(t *testing.T) {
+	amd := fakeStub(t, pe.IMAGE_FILE_MACHINE_AMD64, false)
+	one := []Section{{Name: ".linux", Size: 3, Body: strings.NewReader("abc")}}
+	tests := []struct {
+		name, arch string
+		stub       []byte
+		secs       []Section
+		want       string
+	}{
+		{"s390x", "s390x", amd, one, `no EFI stub for architecture "s390x"`},
+		{"wrong machine", "arm64", amd, one, "not arm64"},
+		{"not PE", "amd64", []byte("hello, this is not a PE file at all, sorry"), one, "not a PE file"},
+		{"signed", "amd64", fakeStub(t, pe.IMAGE_FILE_MACHINE_AMD64, true), one, "is signed"},
+		{"short body", "amd64", amd, []Section{{Name: ".linux", Size: 10, Body: strings.NewReader("abc")}}, "got 3 bytes, want 10"},
+		{"name clash", "amd64", amd, []Section{{Name: ".text", Size: 1, Body: strings.NewReader("a")}}, "has a .text section already"},
+		{"long name", "amd64", amd, []Section{{Name: ".toolongname", Size: 1, Body: strings.NewReader("a")}}, "want 1 to 8 bytes"},
+		{"no room", "amd64", amd, make([]Section, 20), "no room for 20 more section headers"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := build(t, tt.arch, tt.stub, tt.secs)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
