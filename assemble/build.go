@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,9 @@ type Options struct {
 	UpdateLock bool
 	// DryRun prints the merged, resolved YAML to Stdout and writes nothing.
 	DryRun bool
+	// Bootloaders is the image reference (or "@pkg:DIR") of the boot loader files the media
+	// formats (uki, raw-efi, ...) are made with: tools/bootloaders' image.
+	Bootloaders string
 	// PkgResolver expands "@pkg:DIR" references; nil leaves them as errors.
 	PkgResolver func(dir string) (string, error)
 	Stdout      io.Writer
@@ -118,6 +122,14 @@ func newBuilder(opt Options) (*builder, error) {
 			opt.Name = "kiln"
 		}
 	}
+	for _, f := range opt.Formats {
+		if f.arches != nil && !slices.Contains(f.arches, opt.Arch) {
+			return nil, fmt.Errorf("format %s boots %s only, not %s%s", f.Name, strings.Join(f.arches, " and "), opt.Arch, formatHint(opt.Arch))
+		}
+		if f.boot != needNothing && opt.Bootloaders == "" {
+			return nil, fmt.Errorf("format %s needs the boot loaders image (tools/bootloaders); none was given", f.Name)
+		}
+	}
 	if opt.Output != "" {
 		if len(opt.Formats) != 1 || !opt.Formats[0].single {
 			return nil, errors.New("-o works with exactly one single-file format (tar, tar-kernel-initrd or docker)")
@@ -132,6 +144,20 @@ func newBuilder(opt Options) (*builder, error) {
 	b := &builder{opt: opt, platform: v1.Platform{OS: "linux", Architecture: opt.Arch}}
 	b.log = func(format string, args ...any) { fmt.Fprintf(opt.Log, format+"\n", args...) }
 	return b, nil
+}
+
+// formatHint suggests the formats an architecture boots from.
+func formatHint(arch string) string {
+	var names []string
+	for _, f := range Formats() {
+		if f.arches != nil && slices.Contains(f.arches, arch) {
+			names = append(names, f.Name)
+		}
+	}
+	if len(names) == 0 {
+		return "; " + arch + " boots kernel+initrd (no disk or media format yet)"
+	}
+	return "; for " + arch + " use " + strings.Join(names, ", ")
 }
 
 // lockPath is where the lock file of this build lives: beside the outputs.
@@ -169,9 +195,15 @@ func (b *builder) run(ctx context.Context) (*Result, error) {
 		return &Result{Warnings: b.warnings}, nil
 	}
 
+	boot, err := b.loadBootFiles(ctx, res, lock)
+	if err != nil {
+		return nil, err
+	}
+
 	b.cleanStale()
 	o := &outputs{ctx: ctx, dir: b.opt.Dir, name: b.opt.Name, scratchDir: filepath.Dir(b.lockPath()),
-		mtime: b.opt.Epoch, compression: b.opt.Compression, level: b.opt.initrdLevel(), stdout: b.opt.Stdout}
+		mtime: b.opt.Epoch, compression: b.opt.Compression, level: b.opt.initrdLevel(), stdout: b.opt.Stdout,
+		arch: b.opt.Arch, boot: boot}
 	defer o.abort() // nothing left after commit; everything on an error, a cancel or a panic
 	var ws fanout
 	for _, f := range b.opt.Formats {

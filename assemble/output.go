@@ -40,7 +40,14 @@ type Format struct {
 	// single formats write one file and accept -o (including "-" for standard output).
 	single bool
 	open   func(o *outputs, fileFlag string) (archive.Writer, error)
+	// arches the format can boot; nil for every architecture.
+	arches []string
+	// boot is what the format needs from the bootloaders image.
+	boot bootNeed
 }
+
+// Arches lists the architectures the format is for; nil means every one.
+func (f Format) Arches() []string { return slices.Clone(f.arches) }
 
 // Formats lists every output format, in the order help shows them.
 func Formats() []Format {
@@ -58,6 +65,12 @@ func Formats() []Format {
 		{Name: "docker", Files: DockerFile(n), single: true,
 			Help: "the root filesystem without the kernel, as a tar that `docker import` accepts",
 			open: openDocker},
+		{Name: "uki", Files: UKIFile(n),
+			Help: "a unified kernel image: one EFI program holding the kernel, initramfs and command line (systemd's stub)",
+			open: openMedium("uki", UKIFile), arches: []string{"amd64", "arm64"}, boot: needEFI},
+		{Name: "raw-efi", Files: RawEFIFile(n),
+			Help: "a GPT disk image whose EFI system partition (FAT32) holds the system as a UKI, for UEFI firmware",
+			open: openMedium("raw-efi", RawEFIFile), arches: []string{"amd64", "arm64"}, boot: needEFI},
 	}
 }
 
@@ -101,6 +114,8 @@ type outputs struct {
 	// which every build cleans of stale temporary files.
 	scratchDir string
 	mtime      time.Time
+	arch       string     // the system's architecture
+	boot       *bootFiles // the boot loader files media formats use
 	// compression and level of the initramfs (checkCompression made them valid).
 	compression archive.Compression
 	level       int

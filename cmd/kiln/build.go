@@ -42,6 +42,8 @@ func runBuild(ctx context.Context, args []string) error {
 	compression := fs.String("initrd-compression", "gzip", "compression of the initramfs: gzip (LinuxKit's), zstd (faster and smaller; the kernel needs CONFIG_RD_ZSTD, Linux 5.9+) or none")
 	level := fs.Int("gzip-level", 0, "gzip level of the initramfs, 1 (fast) to 9 (small); 0 picks kiln's default")
 	zstdLevel := fs.Int("zstd-level", 0, "zstd level of the initramfs, 1 (fastest) to 4 (smallest); 0 picks kiln's default")
+	bootloaders := fs.String("bootloaders", envOr("KILN_BOOTLOADERS", assemble.DefaultBootloaders),
+		"boot loaders image of the media formats (uki, raw-efi): a reference or @pkg:DIR (default $KILN_BOOTLOADERS, else tools/bootloaders of this kiln)")
 	quiet := fs.Bool("q", false, "print only errors")
 	insecure := insecureRegistryFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -73,7 +75,7 @@ func runBuild(ctx context.Context, args []string) error {
 	opt := assemble.Options{
 		Files: fs.Args(), Formats: fmts, Dir: *dir, Name: *name, Output: *out, Arch: *arch,
 		Cache: cache, Epoch: epoch, Compression: comp, GzipLevel: *level, ZstdLevel: *zstdLevel, Pull: *pull, UpdateLock: *updateLock,
-		DryRun: *dry, Stdout: os.Stdout, Log: os.Stderr,
+		DryRun: *dry, Stdout: os.Stdout, Log: os.Stderr, Bootloaders: *bootloaders,
 		PkgResolver: func(dir string) (string, error) { return buildyml.Ref(ctx, dir) },
 	}
 	if *quiet {
@@ -123,4 +125,12 @@ func openCache(dir string, opts ...ocicache.Option) (*ocicache.Cache, error) {
 		}
 	}
 	return ocicache.Open(dir, opts...)
+}
+
+// envOr is the environment variable's value, or def when it is unset or empty.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

@@ -229,18 +229,20 @@ func (v *Volume) layout() error {
 			v.totalSectors = v.reserved + 2*v.fatSectors + v.rootSectors + v.clusters*spc
 		} else {
 			v.totalSectors = int(v.opt.Size / sectorSize)
-			// The FATs' size depends on the cluster count, and the count on what the FATs
-			// leave: a few rounds settle it.
-			v.clusters = 0
-			for range 8 {
-				v.fatSectors = fatSecs(v.clusters)
-				c := (v.totalSectors - v.reserved - 2*v.fatSectors - v.rootSectors) / spc
-				if c == v.clusters {
-					break
+			// Readers count the clusters from the geometry: whatever the two FATs leave
+			// of the volume. The FATs are the fewest sectors that have an entry for each.
+			free := v.totalSectors - v.reserved - v.rootSectors
+			count := func(f int) int { return max((free-2*f)/spc, 0) }
+			fits := func(f int) bool { return f*sectorSize*8/bits-2 >= count(f) }
+			lo, hi := 1, max(fatSecs(free/spc), 1)
+			for lo < hi {
+				if mid := (lo + hi) / 2; fits(mid) {
+					hi = mid
+				} else {
+					lo = mid + 1
 				}
-				v.clusters = max(c, 0)
 			}
-			v.fatSectors = fatSecs(v.clusters)
+			v.fatSectors, v.clusters = lo, count(lo)
 			if n := need(spc, bits == 32); n > v.clusters {
 				return fmt.Errorf("fatimg: the content needs %d KiB; a %d KiB FAT%d volume holds %d KiB",
 					n*clusterBytes(spc)/1024, v.opt.Size/1024, bits, v.clusters*clusterBytes(spc)/1024)

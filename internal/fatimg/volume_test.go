@@ -182,3 +182,20 @@ func ExampleNew() {
 	fmt.Println(v.Bits(), v.Size()>>20, "MiB")
 	// Output: 32 32 MiB
 }
+
+// At every size, the cluster count is what readers derive from the geometry, and the FAT
+// has an entry for each cluster (a reader refuses a volume otherwise).
+func TestVolumeGeometry(t *testing.T) {
+	for _, bits := range []int{0, 12, 16, 32} {
+		for size := int64(1 << 20); size <= 600<<20; size = size*5/4/512*512 + 512*7 {
+			v, err := New(Options{Bits: bits, Size: size}, nil)
+			if err != nil {
+				continue // a size this type cannot have
+			}
+			got := (v.totalSectors - v.reserved - v.rootSectors - 2*v.fatSectors) / v.spc
+			if got != v.clusters || v.fatSectors*sectorSize*8/v.bits-2 < v.clusters {
+				t.Errorf("FAT%d, %d bytes: %d clusters by the geometry, %d counted, FAT of %d sectors", v.bits, size, got, v.clusters, v.fatSectors)
+			}
+		}
+	}
+}

@@ -1,0 +1,358 @@
+package assemble
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/kiln-os/kiln/assemble/gpt"
+	"github.com/kiln-os/kiln/assemble/uki"
+	"github.com/kiln-os/kiln/internal/archive"
+	"github.com/kiln-os/kiln/internal/atomicfile"
+	"github.com/kiln-os/kiln/internal/fatimg"
+	"github.com/kiln-os/kiln/internal/layers"
+)
+
+// Bootable media (see docs/formats.md). Each medium splits the system stream as
+// kernel+initrd does, into scratch files, and then writes the medium around them with the
+// boot loader files of the bootloaders package (tools/bootloaders), which Build reads from
+// the cache before any output is opened.
+
+// Media file names.
+func UKIFile(prefix string) string    { return prefix + ".efi" }
+func RawEFIFile(prefix string) string { return prefix + "-efi.img" }
+
+// bootNeed says what a format needs from the bootloaders package.
+type bootNeed int
+
+const (
+	needNothing bootNeed = iota
+	needEFI              // the EFI stub: uki and every EFI medium
+)
+
+// Files of the bootloaders image (tools/bootloaders/Dockerfile).
+const (
+	efiStubFile = "efi/linux.efi.stub"
+)
+
+// bootFiles are the boot loader files a build's media use, read from the bootloaders image.
+type bootFiles struct {
+	ref   string
+	files map[string][]byte
+}
+
+// efiBootName is the removable-media path UEFI firmware starts on each architecture.
+var efiBootName = map[string]string{"amd64": "EFI/BOOT/BOOTX64.EFI", "arm64": "EFI/BOOT/BOOTAA64.EFI"}
+
+// wantedBootFiles lists what the formats need, for the build's architecture.
+func wantedBootFiles(formats []Format) []string {
+	var want []string
+	for _, f := range formats {
+		if f.boot == needEFI && !slices.Contains(want, efiStubFile) {
+			want = append(want, efiStubFile)
+		}
+	}
+	return want
+}
+
+// loadBootFiles resolves the bootloaders image (recording it in res, so the lock file pins
+// it) and reads the files the formats need. Its errors name the image and the way to make it.
+func (b *builder) loadBootFiles(ctx context.Context, res resolution, lock *lockFile) (*bootFiles, error) {
+	want := wantedBootFiles(b.opt.Formats)
+	if len(want) == 0 {
+		return nil, nil
+	}
+	ref := b.opt.Bootloaders
+	if dir, ok := strings.CutPrefix(ref, "@pkg:"); ok {
+		if b.opt.PkgResolver == nil {
+			return nil, fmt.Errorf("boot loaders %s: no package resolver", ref)
+		}
+		r, err := b.opt.PkgResolver(dir)
+		if err != nil {
+			return nil, fmt.Errorf("boot loaders %s: %w", ref, err)
+		}
+		ref = r
+	}
+	r, err := b.resolve(ctx, ref, lock)
+	if err != nil {
+		return nil, fmt.Errorf("the media formats need the boot loaders image %s (kiln pkg build tools/bootloaders in kiln's source makes it; -bootloaders names another): %w", ref, err)
+	}
+	res[ref] = r
+	files := map[string][]byte{}
+	for i, l := range imageLayers(r) {
+		if err := readLayerFiles(ctx, l, want, files); err != nil {
+			return nil, fmt.Errorf("boot loaders %s, layer %d: %w", ref, i+1, err)
+		}
+	}
+	for _, w := range want {
+		if _, ok := files[w]; !ok {
+			return nil, fmt.Errorf("boot loaders %s has no /%s for %s: is it tools/bootloaders' image?", ref, w, b.opt.Arch)
+		}
+	}
+	return &bootFiles{ref: ref, files: files}, nil
+}
+
+// readLayerFiles reads the regular files named want from one layer's tar into files (a
+// later layer's copy replaces an earlier one's; a whiteout removes it). Boot loader files
+// are small: they are held in memory.
+func readLayerFiles(ctx context.Context, l layers.Layer, want []string, files map[string][]byte) error {
+	rc, err := l.Open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(layers.ContextReader(ctx, rc))
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
+		if base := path.Base(name); strings.HasPrefix(base, ".wh.") {
+			delete(files, path.Join(path.Dir(name), strings.TrimPrefix(base, ".wh.")))
+			continue
+		}
+		if !slices.Contains(want, name) || h.Typeflag != tar.TypeReg {
+			continue
+		}
+		if h.Size > 16<<20 {
+			return fmt.Errorf("/%s is %d bytes: too large for a boot loader file", name, h.Size)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return err
+		}
+		files[name] = b
+	}
+}
+
+// medium is a media format's writer: kernel+initrd into scratch files, then the medium.
+type medium struct {
+	kernelInitrd
+	format string
+	out    *atomicfile.File
+	osrel  []byte // the system's etc/os-release, for the UKI's .osrel
+}
+
+func openMedium(format string, final func(prefix string) string) func(o *outputs, _ string) (archive.Writer, error) {
+	return func(o *outputs, _ string) (archive.Writer, error) {
+		m := &medium{kernelInitrd: kernelInitrd{o: o}, format: format}
+		var err error
+		for _, s := range []struct {
+			f    **atomicfile.File
+			what string
+		}{{&m.kernel, format + "-kernel"}, {&m.cmdline, format + "-cmdline"}, {&m.initrd, format + "-initrd"}} {
+			if *s.f, err = o.createScratch(s.what); err != nil {
+				return nil, err
+			}
+		}
+		if m.out, err = o.create(final(o.prefix())); err != nil {
+			return nil, err
+		}
+		return m, nil
+	}
+}
+
+func (m *medium) WriteEntry(e archive.Entry, body io.Reader) error {
+	if e.Name == "etc/os-release" && e.Typeflag == tar.TypeReg && e.Size <= 64<<10 && body != nil {
+		b, err := io.ReadAll(body)
+		if err != nil {
+			return err
+		}
+		m.osrel = b
+		body = bytes.NewReader(b)
+	}
+	return m.kernelInitrd.WriteEntry(e, body)
+}
+
+// rewind returns a scratch file's size and seeks it to its start.
+func rewind(f *atomicfile.File) (int64, error) {
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0, err
+	}
+	_, err = f.Seek(0, io.SeekStart)
+	return size, err
+}
+
+func (m *medium) Close() error {
+	if err := m.kernelInitrd.Close(); err != nil {
+		return err
+	}
+	if err := m.write(); err != nil {
+		return fmt.Errorf("format %s: %w", m.format, err)
+	}
+	return nil
+}
+
+func (m *medium) write() error {
+	switch m.format {
+	case "uki":
+		_, err := m.writeUKI(m.out)
+		return err
+	case "raw-efi":
+		sw := newSparseWriter(m.out.File)
+		if err := m.writeRawEFI(sw); err != nil {
+			return err
+		}
+		return sw.finish()
+	}
+	return fmt.Errorf("no writer for format %s", m.format)
+}
+
+// writeUKI writes the unified kernel image to w and returns the SHA-256 of its bytes.
+func (m *medium) writeUKI(w io.Writer) ([]byte, error) {
+	stub := m.o.boot.files[efiStubFile]
+	cmdlineSize, err := rewind(m.cmdline)
+	if err != nil {
+		return nil, err
+	}
+	cmdline := make([]byte, cmdlineSize)
+	if _, err := io.ReadFull(m.cmdline, cmdline); err != nil {
+		return nil, err
+	}
+	kernelSize, err := rewind(m.kernel)
+	if err != nil {
+		return nil, err
+	}
+	initrdSize, err := rewind(m.initrd)
+	if err != nil {
+		return nil, err
+	}
+	osrel := m.osrel
+	if osrel == nil {
+		osrel = []byte("ID=kiln\nNAME=kiln\nPRETTY_NAME=\"" + m.o.name + " (kiln)\"\n")
+	}
+	h := sha256.New()
+	secs := uki.Sections(osrel, bytes.TrimSpace(cmdline),
+		layers.ContextReader(m.o.ctx, m.kernel), kernelSize, layers.ContextReader(m.o.ctx, m.initrd), initrdSize)
+	if err := uki.Write(io.MultiWriter(w, h), m.o.arch, bytes.NewReader(stub), int64(len(stub)), secs); err != nil {
+		return nil, err
+	}
+	return h.Sum(nil), nil
+}
+
+// writeRawEFI writes a GPT disk whose one partition, an EFI system partition (FAT32), holds
+// the UKI where firmware looks on removable media (EFI/BOOT/BOOTX64.EFI on amd64).
+func (m *medium) writeRawEFI(w io.Writer) error {
+	ukiFile, err := m.o.createScratch(m.format + "-uki")
+	if err != nil {
+		return err
+	}
+	sum, err := m.writeUKI(ukiFile)
+	if err != nil {
+		return err
+	}
+	size, err := rewind(ukiFile)
+	if err != nil {
+		return err
+	}
+	esp, err := espVolume(m.o, sum, []fatimg.Entry{{Path: efiBootName[m.o.arch], Size: size, Body: layers.ContextReader(m.o.ctx, ukiFile)}}, size)
+	if err != nil {
+		return err
+	}
+	return writeDisk(w, sum, []diskPart{{name: "EFI system partition", typ: gpt.TypeESP, vol: esp}})
+}
+
+// espVolume lays out an EFI system partition: FAT32, with room to spare for an upgrade
+// (twice the content and 16 MiB, at least 64 MiB), its serial number from seed.
+func espVolume(o *outputs, seed []byte, entries []fatimg.Entry, content int64) (*fatimg.Volume, error) {
+	size := max(64<<20, (2*content+16<<20+1<<20-1)/(1<<20)*(1<<20))
+	h := sha256.Sum256(append([]byte("esp\x00"), seed...))
+	id := uint32(h[0]) | uint32(h[1])<<8 | uint32(h[2])<<16 | uint32(h[3])<<24
+	return fatimg.New(fatimg.Options{Label: "EFI", Bits: 32, Size: size, ModTime: o.mtime, VolumeID: id | 1,
+		HiddenSectors: 2048}, entries)
+}
+
+// diskPart is one partition of a disk image: a FAT volume.
+type diskPart struct {
+	name string
+	typ  gpt.GUID
+	vol  *fatimg.Volume
+}
+
+// writeDisk writes a GPT disk of the parts, each streamed from its volume.
+func writeDisk(w io.Writer, seed []byte, parts []diskPart) error {
+	d := gpt.Disk{Seed: seed}
+	var pipes []*io.PipeReader
+	for _, p := range parts {
+		pr, pw := io.Pipe()
+		go func(v *fatimg.Volume) {
+			_, err := v.WriteTo(pw)
+			pw.CloseWithError(err)
+		}(p.vol)
+		pipes = append(pipes, pr)
+		d.Partitions = append(d.Partitions, gpt.Partition{Name: p.name, Type: p.typ, Size: p.vol.Size(), Body: pr})
+	}
+	err := gpt.Write(w, d)
+	for _, pr := range pipes {
+		pr.CloseWithError(errors.New("disk written")) // ends a writer that was not read to its end
+	}
+	return err
+}
+
+// sparseWriter writes to a file, seeking over blocks of zeros instead of writing them, so a
+// disk image takes the space of its content; Close sets the file's size.
+type sparseWriter struct {
+	f   *os.File
+	off int64
+}
+
+func newSparseWriter(f *os.File) *sparseWriter { return &sparseWriter{f: f} }
+
+const sparseBlock = 64 << 10
+
+func (s *sparseWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), sparseBlock-int(s.off%sparseBlock))
+		chunk := p[:k]
+		if allZero(chunk) {
+			s.off += int64(k)
+		} else {
+			if _, err := s.f.WriteAt(chunk, s.off); err != nil {
+				return n, err
+			}
+			s.off += int64(k)
+		}
+		n += k
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// finish gives the file its full size (the zeros at its end were skipped) and leaves its
+// offset at the end, as a plain write would.
+func (s *sparseWriter) finish() error {
+	if err := s.f.Truncate(s.off); err != nil {
+		return err
+	}
+	_, err := s.f.Seek(s.off, io.SeekStart)
+	return err
+}
+
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,160 @@
+package assemble
+
+import (
+	"bytes"
+	"debug/pe"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kiln-os/kiln/assemble/uki/ukitest"
+	"github.com/kiln-os/kiln/internal/ocicache"
+	"github.com/kiln-os/kiln/internal/testenv"
+)
+
+const testBootloaders = "kiln/test-bootloaders:v1"
+
+// mediaCache is seedCache with a boot loaders image whose EFI stub is a stand-in.
+func mediaCache(t *testing.T) *ocicache.Cache {
+	t.Helper()
+	c := seedCache(t)
+	img := testImage(t, "amd64", v1Config(), []file{dir("efi"), reg("efi/linux.efi.stub", string(ukitest.Stub(pe.IMAGE_FILE_MACHINE_AMD64, false))),
+		reg("efi/systemd-boot.efi", "BOOT")})
+	if _, err := c.WriteImage(testBootloaders, img); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func mediaFormats(t *testing.T, list string) []Format {
+	t.Helper()
+	f, err := LookupFormats(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// The UKI holds the kernel, the initramfs and the command line that kernel+initrd writes,
+// the os-release of the system, and the raw EFI disk holds that UKI where firmware looks,
+// on a GPT disk and a FAT32 file system that their checkers find clean. Two builds give the
+// same bytes.
+func TestMediaEFI(t *testing.T) {
+	cache := mediaCache(t)
+	out := t.TempDir()
+	opt := Options{Files: []string{writeYAML(t, systemYAML)}, Dir: out, Cache: cache, Bootloaders: testBootloaders,
+		Formats: mediaFormats(t, "kernel+initrd,uki,raw-efi"), Epoch: time.Unix(1700000000, 0)}
+	res, err := build(t, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(out, "system")
+	want := []string{KernelFile(p), CmdlineFile(p), InitrdFile(p), UKIFile(p), RawEFIFile(p)}
+	if strings.Join(res.Outputs, " ") != strings.Join(want, " ") {
+		t.Errorf("outputs %q, want %q", res.Outputs, want)
+	}
+	read := func(p string) []byte {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	f, err := pe.Open(UKIFile(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for name, want := range map[string][]byte{".linux": read(KernelFile(p)), ".initrd": read(InitrdFile(p)),
+		".cmdline": bytes.TrimSpace(read(CmdlineFile(p))), ".osrel": []byte("ID=kiln-2\n")} {
+		s := f.Section(name)
+		if s == nil {
+			t.Errorf("no %s section", name)
+			continue
+		}
+		got, err := io.ReadAll(io.NewSectionReader(s, 0, int64(s.VirtualSize)))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %q..., want %q...", name, got[:min(len(got), 16)], want[:min(len(want), 16)])
+		}
+	}
+	lock := string(read(res.LockFile))
+	if !strings.Contains(lock, testBootloaders) {
+		t.Errorf("the lock file does not pin the boot loaders:\n%s", lock)
+	}
+
+	// Again, into another folder: the same bytes.
+	again := t.TempDir()
+	opt.Dir = again
+	if _, err := build(t, opt); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{UKIFile("system"), RawEFIFile("system")} {
+		if !bytes.Equal(read(filepath.Join(out, name)), read(filepath.Join(again, name))) {
+			t.Errorf("%s differs between two builds", name)
+		}
+	}
+
+	disk := RawEFIFile(p)
+	if st, err := os.Stat(disk); err != nil || st.Size()%(1<<20) != 0 || st.Size() < 64<<20 {
+		t.Fatalf("disk: %v %v", st, err)
+	}
+	testenv.NeedTool(t, "sgdisk", "gdisk")
+	testenv.NeedTool(t, "mcopy", "mtools")
+	testenv.NeedTool(t, "fsck.fat", "dosfstools")
+	if b, err := exec.Command("sgdisk", "-v", disk).CombinedOutput(); err != nil || !strings.Contains(string(b), "No problems found") {
+		t.Errorf("sgdisk -v: %v\n%s", err, b)
+	}
+	// The partition, cut out, is a clean FAT32 volume holding the UKI.
+	esp := filepath.Join(t.TempDir(), "esp.img")
+	whole := read(disk)
+	start := int64(2048 * 512)
+	size := int64(len(whole)) - start - 34*512
+	b, _ := exec.Command("sgdisk", "-i", "1", disk).CombinedOutput()
+	if !strings.Contains(string(b), "C12A7328-F81F-11D2-BA4B-00A0C93EC93B") || !strings.Contains(string(b), "First sector: 2048") {
+		t.Errorf("partition 1 is not the EFI system partition at 1 MiB:\n%s", b)
+	}
+	if err := os.WriteFile(esp, whole[start:start+size], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command("fsck.fat", "-n", "-v", esp).CombinedOutput(); err != nil || !strings.Contains(string(b), "32 bit entries") {
+		t.Errorf("fsck.fat: %v\n%s", err, b)
+	}
+	got := filepath.Join(t.TempDir(), "BOOTX64.EFI")
+	if b, err := exec.Command("mcopy", "-n", "-i", esp, "::EFI/BOOT/BOOTX64.EFI", got).CombinedOutput(); err != nil {
+		t.Fatalf("mcopy: %v\n%s", err, b)
+	}
+	if !bytes.Equal(read(got), read(UKIFile(p))) {
+		t.Error("EFI/BOOT/BOOTX64.EFI is not the UKI")
+	}
+}
+
+func TestMediaErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, formats, arch, bootloaders string
+		want                             string
+	}{
+		{"s390x has no EFI", "uki", "s390x", testBootloaders, "format uki boots amd64 and arm64 only, not s390x; s390x boots kernel+initrd"},
+		{"no bootloaders", "raw-efi", "amd64", "", "needs the boot loaders image"},
+		{"bootloaders missing", "kernel+initrd,raw-efi", "amd64", "kiln/bootloaders:nope", "need the boot loaders image kiln/bootloaders:nope (kiln pkg build tools/bootloaders"},
+		{"not a bootloaders image", "uki", "amd64", "kiln/test-app:v1", "has no /efi/linux.efi.stub for amd64"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := t.TempDir()
+			_, err := build(t, Options{Files: []string{writeYAML(t, systemYAML)}, Dir: out, Cache: mediaCache(t), Arch: tc.arch,
+				Bootloaders: tc.bootloaders, Formats: mediaFormats(t, tc.formats)})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if left, _ := os.ReadDir(out); len(left) != 0 {
+				t.Errorf("%d files left in the output folder", len(left))
+			}
+		})
+	}
+	if _, err := LookupFormats("iso-nope"); err == nil || !strings.Contains(err.Error(), `unknown output format "iso-nope"`) {
+		t.Errorf("unknown format: %v", err)
+	}
+}
