@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/kiln-os/kiln/assemble"
@@ -13,7 +14,7 @@ import (
 	"golang.org/x/term"
 )
 
-const runUsage = "kiln run qemu [flags] PREFIX | KERNEL [INITRD]"
+const runUsage = "kiln run qemu [flags] PREFIX | MEDIUM | KERNEL [INITRD]"
 
 func runRun(ctx context.Context, args []string) error {
 	if len(args) == 0 {
@@ -39,6 +40,8 @@ func runQemu(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs := newFlags("run qemu", runUsage, "Boot a kernel and initrd in QEMU (no KVM needed) with the console on this terminal.\n"+
 		"PREFIX is what `kiln build` was given as output name: out/NAME boots "+assemble.KernelFile("out/NAME")+",\n"+
 		assemble.InitrdFile("out/NAME")+" and the command line in "+assemble.CmdlineFile("out/NAME")+".\n"+
+		"MEDIUM is a medium `kiln build -format` wrote ("+assemble.UKIFile("NAME")+", "+assemble.RawEFIFile("NAME")+", ...), booted through\n"+
+		"firmware (OVMF or AAVMF for EFI, SeaBIOS for BIOS); the file is not changed (its writes go to a temporary copy).\n"+
 		"A terminal console is interactive: Ctrl-A X quits QEMU, Ctrl-A C toggles its monitor.\n"+
 		"The exit code is QEMU's: 0 when the guest powers off (or reboots), 1 when its kernel panics.")
 	arch := fs.String("arch", "", "guest architecture: amd64, arm64 or s390x (default: the kernel's, else the host's)")
@@ -53,6 +56,7 @@ func runQemu(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	appendCmdline := fs.String("cmdline-append", "", "text appended to the kernel command line")
 	bin := fs.String("qemu", "", "QEMU binary to run (default qemu-system-ARCH from PATH)")
 	accel := fs.String("accel", "tcg", "QEMU accelerator")
+	firmware := fs.String("firmware", "", "firmware for a boot medium: bios or efi (default: from its name, NAME-efi.img is efi; else bios on amd64, efi on arm64)")
 	verbose := fs.Bool("v", false, "print the QEMU command line before booting")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -90,8 +94,21 @@ func runQemu(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		defer os.Remove(drive)
 		cfg.Disks = append(cfg.Disks, qemu.Disk{Path: drive, Format: "raw", ReadOnly: true})
 	}
-	cfg.Kernel, cfg.Initrd = files.kernel, files.initrd
-	cfg.Cmdline = strings.TrimSpace(files.cmdline + " " + *appendCmdline)
+	if files.medium != nil {
+		if *appendCmdline != "" {
+			return usageError{"-cmdline-append: " + files.medium.Path + " holds its own command line; rebuild it with another cmdline in the YAML"}
+		}
+		cfg.Medium, cfg.Firmware = files.medium, files.firmware
+		if *firmware != "" {
+			cfg.Firmware = *firmware
+		}
+	} else {
+		if *firmware != "" {
+			return usageError{"-firmware: only a boot medium (a disk image, ISO or UKI) boots through firmware"}
+		}
+		cfg.Kernel, cfg.Initrd = files.kernel, files.initrd
+		cfg.Cmdline = strings.TrimSpace(files.cmdline + " " + *appendCmdline)
+	}
 	interactive := isTerminal(stdin)
 	if interactive || isPipe(stdin) {
 		// A pipe is forwarded too, so that scripts can type into the guest's console.
@@ -123,8 +140,43 @@ func runQemu(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	return err
 }
 
-// boot names the files to boot.
-type boot struct{ kernel, initrd, cmdline string }
+// boot names the files to boot: a kernel (and initrd), or a medium.
+type boot struct {
+	kernel, initrd, cmdline string
+	medium                  *qemu.Medium
+	firmware                string // the firmware the medium's name asks for, or ""
+}
+
+// mediumOf recognises the boot media kiln build writes by their names: NAME.efi (a UKI),
+// NAME[-efi|-bios].iso, .img (raw), .qcow2, .vhd and .vmdk disks. "-efi" in the name asks
+// for EFI firmware, "-bios" for BIOS.
+func mediumOf(path string) (*qemu.Medium, string) {
+	base := filepath.Base(path)
+	ext := filepath.Ext(base)
+	stem := strings.TrimSuffix(base, ext)
+	fw := ""
+	switch {
+	case strings.HasSuffix(stem, "-efi"):
+		fw = "efi"
+	case strings.HasSuffix(stem, "-bios"):
+		fw = "bios"
+	}
+	switch ext {
+	case ".efi":
+		return &qemu.Medium{Path: path, Kind: "efi"}, "efi"
+	case ".iso":
+		return &qemu.Medium{Path: path, Kind: "cdrom"}, fw
+	case ".img", ".raw":
+		return &qemu.Medium{Path: path, Kind: "disk", Format: "raw"}, fw
+	case ".qcow2":
+		return &qemu.Medium{Path: path, Kind: "disk", Format: "qcow2"}, fw
+	case ".vhd":
+		return &qemu.Medium{Path: path, Kind: "disk", Format: "vpc"}, fw
+	case ".vmdk":
+		return &qemu.Medium{Path: path, Kind: "disk", Format: "vmdk"}, fw
+	}
+	return nil, ""
+}
 
 // bootFiles reads the positional arguments: PREFIX (kiln build's output name), KERNEL, or
 // KERNEL INITRD.
@@ -135,9 +187,12 @@ func bootFiles(args []string) (boot, error) {
 		b := boot{kernel: assemble.KernelFile(prefix), initrd: assemble.InitrdFile(prefix)}
 		if _, err := os.Stat(b.kernel); err != nil {
 			if fi, ferr := os.Stat(prefix); ferr == nil && fi.Mode().IsRegular() {
+				if m, fw := mediumOf(prefix); m != nil {
+					return boot{medium: m, firmware: fw}, nil
+				}
 				return boot{kernel: prefix}, nil // a kernel without an initrd
 			}
-			return boot{}, fmt.Errorf("no %s: give the output name `kiln build` wrote (out/NAME for out/NAME-kernel), or KERNEL [INITRD]", b.kernel)
+			return boot{}, fmt.Errorf("no %s: give the output name `kiln build` wrote (out/NAME for out/NAME-kernel), a boot medium (NAME.efi, NAME-efi.img, NAME.iso, ...), or KERNEL [INITRD]", b.kernel)
 		}
 		if _, err := os.Stat(b.initrd); err != nil {
 			return boot{}, fmt.Errorf("%s exists but %s does not: build the kernel+initrd format again", b.kernel, b.initrd)

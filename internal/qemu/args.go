@@ -53,11 +53,16 @@ func buildArgs(c Config) []string {
 		machine = []string{"-M", "virt", "-cpu", "host"}
 	}
 	args = append(args, machine...)
-	args = append(args, "-m", c.Memory, "-smp", strconv.Itoa(c.CPUs), "-kernel", c.Kernel)
-	if c.Initrd != "" {
-		args = append(args, "-initrd", c.Initrd)
+	args = append(args, "-m", c.Memory, "-smp", strconv.Itoa(c.CPUs))
+	if c.Medium != nil {
+		args = append(args, mediumArgs(c)...)
+	} else {
+		args = append(args, "-kernel", c.Kernel)
+		if c.Initrd != "" {
+			args = append(args, "-initrd", c.Initrd)
+		}
+		args = append(args, "-append", c.Cmdline)
 	}
-	args = append(args, "-append", c.Cmdline)
 	if c.Stdin != nil {
 		// One stdio character device shared by the serial port and the monitor; signal=off
 		// hands Ctrl-C to the guest.
@@ -96,6 +101,36 @@ func buildArgs(c Config) []string {
 		args = append(args, "-netdev", netdev, "-device", "virtio-net-"+a.bus+",netdev=net0")
 	}
 	return append(args, c.ExtraArgs...)
+}
+
+// mediumArgs boots c.Medium through c.Firmware. The medium is attached with snapshot=on: the
+// guest's writes go to a temporary file and the image stays as kiln build wrote it. EFI's
+// variable store is a temporary copy of the firmware's template, the same way.
+func mediumArgs(c Config) []string {
+	a := arches[c.Arch]
+	var args []string
+	if c.Firmware == "efi" {
+		fw := EFIFirmware[c.Arch]
+		args = append(args,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+escape(fw.Code),
+			"-drive", "if=pflash,format=raw,unit=1,snapshot=on,file="+escape(fw.Vars))
+	}
+	m := c.Medium
+	switch m.Kind {
+	case "efi":
+		// The firmware loads the program QEMU hands it as its kernel and starts it.
+		args = append(args, "-kernel", m.Path)
+	case "disk":
+		args = append(args,
+			"-drive", "if=none,id=boot,snapshot=on,format="+m.Format+",file="+escape(m.Path),
+			"-device", "virtio-blk-"+a.bus+",drive=boot,bootindex=1")
+	case "cdrom":
+		args = append(args,
+			"-drive", "if=none,id=boot,media=cdrom,readonly=on,format=raw,file="+escape(m.Path),
+			"-device", "virtio-scsi-"+a.bus+",id=scsi0",
+			"-device", "scsi-cd,bus=scsi0.0,drive=boot,bootindex=1")
+	}
+	return args
 }
 
 // escape doubles commas, which QEMU's option syntax reads as separators.

@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/kiln-os/kiln/internal/testenv"
 )
 
 // common is the start of every argument list after the binary.
@@ -75,8 +77,40 @@ func TestArgs(t *testing.T) {
 		want: flat("qemu-system-s390x", common, "-M", "s390-ccw-virtio", "-m", "512m", "-smp", "1",
 			"-kernel", "D/vmlinux-s390x", "-append", "console=ttysclp0 panic=-1", "-serial", "stdio", rng("ccw")),
 	}}
+	ovmf, aavmf := EFIFirmware["amd64"], EFIFirmware["arm64"]
+	cases = append(cases, []struct {
+		name string
+		cfg  Config
+		want []string
+	}{{
+		name: "amd64 raw EFI disk",
+		cfg:  Config{Arch: "amd64", Medium: &Medium{Path: "D/disk.img", Kind: "disk"}, Firmware: "efi"},
+		want: flat("qemu-system-x86_64", common, "-M", "q35", "-m", "1024M", "-smp", "1",
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+ovmf.Code,
+			"-drive", "if=pflash,format=raw,unit=1,snapshot=on,file="+ovmf.Vars,
+			"-drive", "if=none,id=boot,snapshot=on,format=raw,file=D/disk.img", "-device", "virtio-blk-pci,drive=boot,bootindex=1",
+			"-serial", "stdio", rng("pci")),
+	}, {
+		name: "amd64 ISO, BIOS by default",
+		cfg:  Config{Arch: "amd64", Medium: &Medium{Path: "D/disk.img", Kind: "cdrom"}},
+		want: flat("qemu-system-x86_64", common, "-M", "q35", "-m", "1024M", "-smp", "1",
+			"-drive", "if=none,id=boot,media=cdrom,readonly=on,format=raw,file=D/disk.img",
+			"-device", "virtio-scsi-pci,id=scsi0", "-device", "scsi-cd,bus=scsi0.0,drive=boot,bootindex=1",
+			"-serial", "stdio", rng("pci")),
+	}, {
+		name: "arm64 UKI, EFI by default",
+		cfg:  Config{Arch: "arm64", Medium: &Medium{Path: "D/disk.img", Kind: "efi"}},
+		want: flat("qemu-system-aarch64", common, "-M", "virt", "-cpu", "cortex-a57", "-m", "1024M", "-smp", "1",
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+aavmf.Code,
+			"-drive", "if=pflash,format=raw,unit=1,snapshot=on,file="+aavmf.Vars,
+			"-kernel", "D/disk.img", "-serial", "stdio", rng("pci")),
+	}}...)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.cfg.Firmware == "efi" || tc.cfg.Arch == "arm64" && tc.cfg.Medium != nil {
+				fw := EFIFirmware[tc.cfg.Arch]
+				testenv.NeedFile(t, fw.Code, fw.Package)
+			}
 			got, err := Args(inDir(tc.cfg, dir))
 			if err != nil {
 				t.Fatal(err)
@@ -113,6 +147,11 @@ func inDir(c Config, dir string) Config {
 	for i := range c.Disks {
 		c.Disks[i].Path = fix(c.Disks[i].Path)
 	}
+	if c.Medium != nil {
+		m := *c.Medium
+		m.Path = fix(m.Path)
+		c.Medium = &m
+	}
 	return c
 }
 
@@ -128,6 +167,14 @@ func TestArgsErrors(t *testing.T) {
 		want string // part of the error message
 	}{
 		{"no kernel", Config{}, "no kernel file given"},
+		{"firmware for a kernel", Config{Kernel: "D/bzImage", Firmware: "efi"}, "a kernel boots directly"},
+		{"medium and kernel", Config{Kernel: "D/bzImage", Medium: &Medium{Path: "D/disk.img", Kind: "disk"}}, "carries its own kernel"},
+		{"medium missing", Config{Medium: &Medium{Path: "D/nope.iso", Kind: "cdrom"}}, "boot medium:"},
+		{"medium kind", Config{Medium: &Medium{Path: "D/disk.img", Kind: "floppy"}}, `kind "floppy"`},
+		{"medium format", Config{Medium: &Medium{Path: "D/disk.img", Kind: "disk", Format: "vdi"}}, `format "vdi"`},
+		{"arm64 BIOS", Config{Arch: "arm64", Firmware: "bios", Medium: &Medium{Path: "D/disk.img", Kind: "disk"}}, "arm64 has no BIOS"},
+		{"s390x EFI", Config{Arch: "s390x", Firmware: "efi", Medium: &Medium{Path: "D/disk.img", Kind: "cdrom"}}, "s390x has no EFI"},
+		{"UKI with BIOS", Config{Arch: "amd64", Firmware: "bios", Medium: &Medium{Path: "D/disk.img", Kind: "efi"}}, "boots with firmware efi"},
 		{"missing kernel", Config{Kernel: "D/nope"}, "no such file"},
 		{"wrong arch", Config{Arch: "arm64", Kernel: "D/bzImage"}, "is an amd64 kernel (bzimage) but architecture arm64 was asked for"},
 		{"ELF without PVH", Config{Kernel: "D/vmlinux-nopvh"}, "without a PVH entry note"},

@@ -61,6 +61,30 @@ type Config struct {
 	QMP string
 	// ExtraArgs are appended to QEMU's arguments as they are.
 	ExtraArgs []string
+	// Medium, instead of a kernel, is what the firmware boots: a disk image or an ISO that
+	// kiln build wrote (raw-efi, iso-bios, ...), or a UKI. Kernel, Initrd and Cmdline are
+	// then empty: the command line is inside the medium.
+	Medium *Medium
+	// Firmware is "bios" (QEMU's default firmware: SeaBIOS on amd64) or "efi" (OVMF on amd64,
+	// AAVMF on arm64, from Debian's ovmf and qemu-efi-aarch64 packages). Only with Medium.
+	Firmware string
+}
+
+// Medium is a boot medium.
+type Medium struct {
+	Path string
+	// Kind is "disk" (a virtio disk), "cdrom" (a SCSI CD-ROM) or "efi" (an EFI program,
+	// such as a UKI, which the EFI firmware starts directly).
+	Kind string
+	// Format of a disk: raw (default), qcow2, vpc (VHD) or vmdk.
+	Format string
+}
+
+// EFIFirmware is where Debian's packages put the EFI firmware of each architecture: its
+// code and its variable store (which a VM writes to a temporary copy).
+var EFIFirmware = map[string]struct{ Code, Vars, Package string }{
+	"amd64": {"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd", "ovmf"},
+	"arm64": {"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd", "qemu-efi-aarch64"},
 }
 
 // Disk is a disk image attached as a virtio block device.
@@ -185,6 +209,12 @@ var memoryRE = regexp.MustCompile(`^[0-9]+[KMGTkmgt]?$`)
 // resolve checks c against the files it names, fills in defaults and returns the completed
 // Config with what Inspect said about the kernel.
 func resolve(c Config) (Config, KernelInfo, error) {
+	if c.Medium != nil {
+		return resolveMedium(c)
+	}
+	if c.Firmware != "" {
+		return c, KernelInfo{}, fmt.Errorf("firmware %s: only a boot medium (a disk image, ISO or UKI) goes through firmware; a kernel boots directly", c.Firmware)
+	}
 	if c.Kernel == "" {
 		return c, KernelInfo{}, errors.New("no kernel file given")
 	}
@@ -212,23 +242,100 @@ func resolve(c Config) (Config, KernelInfo, error) {
 			return c, KernelInfo{}, fmt.Errorf("initrd: %w", err)
 		}
 	}
+	c, err = resolveMachine(c)
+	if err != nil {
+		return c, KernelInfo{}, err
+	}
+	c.Cmdline = completeCmdline(c.Cmdline, arches[c.Arch].console)
+	return c, info, nil
+}
+
+// resolveMedium checks a boot through firmware.
+func resolveMedium(c Config) (Config, KernelInfo, error) {
+	m := *c.Medium
+	c.Medium = &m
+	if c.Kernel != "" || c.Initrd != "" || c.Cmdline != "" {
+		return c, KernelInfo{}, errors.New("a boot medium carries its own kernel and command line: give no kernel, initrd or command line with it")
+	}
+	if c.Arch == "" {
+		c.Arch = runtime.GOARCH
+	}
+	if _, ok := arches[c.Arch]; !ok {
+		return c, KernelInfo{}, fmt.Errorf("architecture %q is not supported; want one of %s", c.Arch, strings.Join(Arches(), ", "))
+	}
+	if _, err := os.Stat(m.Path); err != nil {
+		return c, KernelInfo{}, fmt.Errorf("boot medium: %w", err)
+	}
+	switch m.Kind {
+	case "disk":
+		if m.Format == "" {
+			m.Format = "raw"
+		}
+		switch m.Format {
+		case "raw", "qcow2", "vpc", "vmdk":
+		default:
+			return c, KernelInfo{}, fmt.Errorf("boot disk %s: format %q, want raw, qcow2, vpc or vmdk", m.Path, m.Format)
+		}
+	case "cdrom":
+	case "efi":
+		if c.Firmware == "" {
+			c.Firmware = "efi"
+		}
+		if c.Firmware != "efi" {
+			return c, KernelInfo{}, fmt.Errorf("%s is an EFI program: it boots with firmware efi, not %s", m.Path, c.Firmware)
+		}
+	default:
+		return c, KernelInfo{}, fmt.Errorf("boot medium %s: kind %q, want disk, cdrom or efi", m.Path, m.Kind)
+	}
+	switch c.Firmware {
+	case "":
+		c.Firmware = "bios"
+		if c.Arch != "amd64" {
+			c.Firmware = "efi"
+		}
+		if c.Arch == "s390x" {
+			c.Firmware = "bios" // the s390-ccw firmware IPLs the medium
+		}
+	case "bios", "efi":
+	default:
+		return c, KernelInfo{}, fmt.Errorf("firmware %q: want bios or efi", c.Firmware)
+	}
+	switch {
+	case c.Firmware == "bios" && c.Arch == "arm64":
+		return c, KernelInfo{}, errors.New("arm64 has no BIOS: boot an EFI medium with firmware efi")
+	case c.Firmware == "efi" && c.Arch == "s390x":
+		return c, KernelInfo{}, errors.New("s390x has no EFI: its firmware IPLs an ISO or a disk")
+	case c.Firmware == "efi":
+		fw := EFIFirmware[c.Arch]
+		for _, f := range []string{fw.Code, fw.Vars} {
+			if _, err := os.Stat(f); err != nil {
+				return c, KernelInfo{}, fmt.Errorf("EFI firmware for %s: %w (apt-get install %s)", c.Arch, err, fw.Package)
+			}
+		}
+	}
+	c, err := resolveMachine(c)
+	return c, KernelInfo{}, err
+}
+
+// resolveMachine checks and completes memory, CPUs, accelerator, disks and port forwards.
+func resolveMachine(c Config) (Config, error) {
 	if c.Memory == "" {
 		c.Memory = "1024M"
 	}
 	if !memoryRE.MatchString(c.Memory) {
-		return c, KernelInfo{}, fmt.Errorf("memory size %q: want a number with an optional K, M, G or T suffix, such as 1024M", c.Memory)
+		return c, fmt.Errorf("memory size %q: want a number with an optional K, M, G or T suffix, such as 1024M", c.Memory)
 	}
 	if c.CPUs == 0 {
 		c.CPUs = 1
 	}
 	if c.CPUs < 0 {
-		return c, KernelInfo{}, fmt.Errorf("%d CPUs: want 1 or more", c.CPUs)
+		return c, fmt.Errorf("%d CPUs: want 1 or more", c.CPUs)
 	}
 	if c.Accel == "" {
 		c.Accel = "tcg"
 	}
 	if c.Accel == "kvm" && c.Arch != runtime.GOARCH {
-		return c, KernelInfo{}, fmt.Errorf("KVM runs only %s guests on this host, not %s; use accelerator tcg", runtime.GOARCH, c.Arch)
+		return c, fmt.Errorf("KVM runs only %s guests on this host, not %s; use accelerator tcg", runtime.GOARCH, c.Arch)
 	}
 	c.Disks = append([]Disk(nil), c.Disks...)
 	for i, d := range c.Disks {
@@ -236,10 +343,10 @@ func resolve(c Config) (Config, KernelInfo, error) {
 			c.Disks[i].Format = "raw"
 		}
 		if f := c.Disks[i].Format; f != "raw" && f != "qcow2" {
-			return c, KernelInfo{}, fmt.Errorf("disk %s: format %q, want raw or qcow2", d.Path, f)
+			return c, fmt.Errorf("disk %s: format %q, want raw or qcow2", d.Path, f)
 		}
 		if _, err := os.Stat(d.Path); err != nil {
-			return c, KernelInfo{}, fmt.Errorf("disk: %w", err)
+			return c, fmt.Errorf("disk: %w", err)
 		}
 	}
 	c.PortForwards = append([]Forward(nil), c.PortForwards...)
@@ -248,17 +355,16 @@ func resolve(c Config) (Config, KernelInfo, error) {
 			c.PortForwards[i].Proto = "tcp"
 		}
 		if p := c.PortForwards[i].Proto; p != "tcp" && p != "udp" {
-			return c, KernelInfo{}, fmt.Errorf("port forward %s: protocol %q, want tcp or udp", f, p)
+			return c, fmt.Errorf("port forward %s: protocol %q, want tcp or udp", f, p)
 		}
 		if f.Host < 1 || f.Host > 65535 || f.Guest < 1 || f.Guest > 65535 {
-			return c, KernelInfo{}, fmt.Errorf("port forward %s: ports must be from 1 to 65535", f)
+			return c, fmt.Errorf("port forward %s: ports must be from 1 to 65535", f)
 		}
 	}
 	if len(c.PortForwards) > 0 {
 		c.Network = true
 	}
-	c.Cmdline = completeCmdline(c.Cmdline, arches[c.Arch].console)
-	return c, info, nil
+	return c, nil
 }
 
 // completeCmdline appends console=DEV and panic=-1 to cmdline unless it has a console= or

@@ -39,6 +39,15 @@ func NeedTool(t testing.TB, name, debianPackage string) {
 	}
 }
 
+// NeedFile stops the test (SkipOrFail) when the file is missing, naming the Debian package
+// that has it.
+func NeedFile(t testing.TB, path, debianPackage string) {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		SkipOrFail(t, "%s is missing (apt-get install %s; scripts/deps.sh installs it)", path, debianPackage)
+	}
+}
+
 // Short skips the test in -short mode (never the case under CI, which runs everything).
 func Short(t testing.TB, why string) {
 	t.Helper()
