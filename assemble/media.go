@@ -15,6 +15,7 @@ import (
 
 	"github.com/kiln-os/kiln/assemble/gpt"
 	"github.com/kiln-os/kiln/assemble/uki"
+	"github.com/kiln-os/kiln/assemble/vdisk"
 	"github.com/kiln-os/kiln/internal/archive"
 	"github.com/kiln-os/kiln/internal/atomicfile"
 	"github.com/kiln-os/kiln/internal/fatimg"
@@ -27,8 +28,9 @@ import (
 // the cache before any output is opened.
 
 // Media file names.
-func UKIFile(prefix string) string    { return prefix + ".efi" }
-func RawEFIFile(prefix string) string { return prefix + "-efi.img" }
+func UKIFile(prefix string) string      { return prefix + ".efi" }
+func RawEFIFile(prefix string) string   { return prefix + "-efi.img" }
+func QCOW2EFIFile(prefix string) string { return prefix + "-efi.qcow2" }
 
 // bootNeed says what a format needs from the bootloaders package.
 type bootNeed int
@@ -207,6 +209,19 @@ func (m *medium) write() error {
 			return err
 		}
 		return sw.finish()
+	case "qcow2-efi":
+		raw, err := m.o.createScratch(m.format + "-raw")
+		if err != nil {
+			return err
+		}
+		sw := newSparseWriter(raw.File)
+		if err := m.writeRawEFI(sw); err != nil {
+			return err
+		}
+		if err := sw.finish(); err != nil {
+			return err
+		}
+		return vdisk.QCOW2(m.out, raw.File, sw.off)
 	}
 	return fmt.Errorf("no writer for format %s", m.format)
 }

@@ -47,13 +47,13 @@ func TestMediaEFI(t *testing.T) {
 	cache := mediaCache(t)
 	out := t.TempDir()
 	opt := Options{Files: []string{writeYAML(t, systemYAML)}, Dir: out, Cache: cache, Bootloaders: testBootloaders,
-		Formats: mediaFormats(t, "kernel+initrd,uki,raw-efi"), Epoch: time.Unix(1700000000, 0)}
+		Formats: mediaFormats(t, "kernel+initrd,uki,raw-efi,qcow2-efi"), Epoch: time.Unix(1700000000, 0)}
 	res, err := build(t, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := filepath.Join(out, "system")
-	want := []string{KernelFile(p), CmdlineFile(p), InitrdFile(p), UKIFile(p), RawEFIFile(p)}
+	want := []string{KernelFile(p), CmdlineFile(p), InitrdFile(p), UKIFile(p), RawEFIFile(p), QCOW2EFIFile(p)}
 	if strings.Join(res.Outputs, " ") != strings.Join(want, " ") {
 		t.Errorf("outputs %q, want %q", res.Outputs, want)
 	}
@@ -92,7 +92,7 @@ func TestMediaEFI(t *testing.T) {
 	if _, err := build(t, opt); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{UKIFile("system"), RawEFIFile("system")} {
+	for _, name := range []string{UKIFile("system"), RawEFIFile("system"), QCOW2EFIFile("system")} {
 		if !bytes.Equal(read(filepath.Join(out, name)), read(filepath.Join(again, name))) {
 			t.Errorf("%s differs between two builds", name)
 		}
@@ -122,6 +122,13 @@ func TestMediaEFI(t *testing.T) {
 	}
 	if b, err := exec.Command("fsck.fat", "-n", "-v", esp).CombinedOutput(); err != nil || !strings.Contains(string(b), "32 bit entries") {
 		t.Errorf("fsck.fat: %v\n%s", err, b)
+	}
+	testenv.NeedTool(t, "qemu-img", "qemu-utils")
+	if b, err := exec.Command("qemu-img", "compare", "-f", "raw", "-F", "qcow2", disk, QCOW2EFIFile(p)).CombinedOutput(); err != nil {
+		t.Errorf("the qcow2 image is not the raw disk: %v\n%s", err, b)
+	}
+	if b, err := exec.Command("qemu-img", "check", QCOW2EFIFile(p)).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img check: %v\n%s", err, b)
 	}
 	got := filepath.Join(t.TempDir(), "BOOTX64.EFI")
 	if b, err := exec.Command("mcopy", "-n", "-i", esp, "::EFI/BOOT/BOOTX64.EFI", got).CombinedOutput(); err != nil {

@@ -71,6 +71,9 @@ func Formats() []Format {
 		{Name: "raw-efi", Files: RawEFIFile(n),
 			Help: "a GPT disk image whose EFI system partition (FAT32) holds the system as a UKI, for UEFI firmware",
 			open: openMedium("raw-efi", RawEFIFile), arches: []string{"amd64", "arm64"}, boot: needEFI},
+		{Name: "qcow2-efi", Files: QCOW2EFIFile(n),
+			Help: "raw-efi as a qcow2 image (QEMU, OpenStack), as small as its content",
+			open: openMedium("qcow2-efi", QCOW2EFIFile), arches: []string{"amd64", "arm64"}, boot: needEFI},
 	}
 }
 

@@ -1,0 +1,85 @@
+package vdisk
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kiln-os/kiln/internal/testenv"
+)
+
+// rawImage is a sparse disk of size bytes with data at the given offsets (a cluster's start,
+// its middle, the last sector, across an L2 table's 512 MiB boundary).
+func rawImage(t *testing.T, size int64, at ...int64) (string, []byte) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "disk.raw")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	for i, off := range at {
+		b := bytes.Repeat([]byte{byte(i + 1)}, 512)
+		if _, err := f.WriteAt(b, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p, nil
+}
+
+func TestQCOW2(t *testing.T) {
+	testenv.NeedTool(t, "qemu-img", "qemu-utils")
+	for _, tc := range []struct {
+		name string
+		size int64
+		at   []int64
+	}{
+		{"empty", 1 << 20, nil},
+		{"small", 3<<20 + 512, []int64{0, 70000, 3 << 20}},
+		{"two L2 tables", 1200 << 20, []int64{512, 512<<20 - 512, 512 << 20, 1100 << 20}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, _ := rawImage(t, tc.size, tc.at...)
+			f, err := os.Open(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			var out bytes.Buffer
+			if err := QCOW2(&out, f, tc.size); err != nil {
+				t.Fatal(err)
+			}
+			q := filepath.Join(t.TempDir(), "disk.qcow2")
+			if err := os.WriteFile(q, out.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := exec.Command("qemu-img", "check", q).CombinedOutput(); err != nil || !strings.Contains(string(b), "No errors were found") {
+				t.Errorf("qemu-img check: %v\n%s", err, b)
+			}
+			if b, err := exec.Command("qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, q).CombinedOutput(); err != nil {
+				t.Errorf("qemu-img compare: %v\n%s", err, b)
+			}
+			info, _ := exec.Command("qemu-img", "info", q).CombinedOutput()
+			if !strings.Contains(string(info), "file format: qcow2") || !strings.Contains(string(info), "compat: 1.1") {
+				t.Errorf("qemu-img info:\n%s", info)
+			}
+			// As small as its content: the tables and one 64 KiB cluster per data block.
+			if max := int64(len(tc.at)+8) * qcowCluster; int64(out.Len()) > max {
+				t.Errorf("%d bytes for %d data blocks", out.Len(), len(tc.at))
+			}
+			var again bytes.Buffer
+			if err := QCOW2(&again, f, tc.size); err != nil || !bytes.Equal(out.Bytes(), again.Bytes()) {
+				t.Errorf("a second conversion differs (%v)", err)
+			}
+		})
+	}
+	if err := QCOW2(&bytes.Buffer{}, bytes.NewReader(nil), 1000); err == nil || !strings.Contains(err.Error(), "not a whole number of sectors") {
+		t.Errorf("odd size: %v", err)
+	}
+}
