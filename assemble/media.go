@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/kiln-os/kiln/assemble/gpt"
+	"github.com/kiln-os/kiln/assemble/iso"
 	"github.com/kiln-os/kiln/assemble/uki"
 	"github.com/kiln-os/kiln/assemble/vdisk"
 	"github.com/kiln-os/kiln/internal/archive"
@@ -31,6 +32,8 @@ import (
 func UKIFile(prefix string) string      { return prefix + ".efi" }
 func RawEFIFile(prefix string) string   { return prefix + "-efi.img" }
 func QCOW2EFIFile(prefix string) string { return prefix + "-efi.qcow2" }
+func ISOBIOSFile(prefix string) string  { return prefix + ".iso" }
+func ISOEFIFile(prefix string) string   { return prefix + "-efi.iso" }
 
 // bootNeed says what a format needs from the bootloaders package.
 type bootNeed int
@@ -38,11 +41,15 @@ type bootNeed int
 const (
 	needNothing bootNeed = iota
 	needEFI              // the EFI stub: uki and every EFI medium
+	needBIOS             // ISOLINUX: iso-bios
 )
 
 // Files of the bootloaders image (tools/bootloaders/Dockerfile).
 const (
-	efiStubFile = "efi/linux.efi.stub"
+	efiStubFile   = "efi/linux.efi.stub"
+	isolinuxFile  = "bios/isolinux.bin"
+	ldlinuxFile   = "bios/ldlinux.c32"
+	isohybridFile = "bios/isohdpfx.bin"
 )
 
 // bootFiles are the boot loader files a build's media use, read from the bootloaders image.
@@ -57,9 +64,19 @@ var efiBootName = map[string]string{"amd64": "EFI/BOOT/BOOTX64.EFI", "arm64": "E
 // wantedBootFiles lists what the formats need, for the build's architecture.
 func wantedBootFiles(formats []Format) []string {
 	var want []string
+	add := func(names ...string) {
+		for _, n := range names {
+			if !slices.Contains(want, n) {
+				want = append(want, n)
+			}
+		}
+	}
 	for _, f := range formats {
-		if f.boot == needEFI && !slices.Contains(want, efiStubFile) {
-			want = append(want, efiStubFile)
+		switch f.boot {
+		case needEFI:
+			add(efiStubFile)
+		case needBIOS:
+			add(isolinuxFile, ldlinuxFile, isohybridFile)
 		}
 	}
 	return want
@@ -222,6 +239,10 @@ func (m *medium) write() error {
 			return err
 		}
 		return vdisk.QCOW2(m.out, raw.File, sw.off)
+	case "iso-efi":
+		return m.writeISOEFI(m.out)
+	case "iso-bios":
+		return m.writeISOBIOS(m.out)
 	}
 	return fmt.Errorf("no writer for format %s", m.format)
 }
@@ -278,6 +299,112 @@ func (m *medium) writeRawEFI(w io.Writer) error {
 		return err
 	}
 	return writeDisk(w, sum, []diskPart{{name: "EFI system partition", typ: gpt.TypeESP, vol: esp}})
+}
+
+// volumeID is the ISO volume ID made of the output name: upper case, A-Z, 0-9 and _.
+func volumeID(name string) string {
+	var b strings.Builder
+	for _, r := range strings.ToUpper(name) {
+		switch {
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	id := b.String()
+	if id == "" {
+		id = "KILN"
+	}
+	return id[:min(len(id), 32)]
+}
+
+// writeISOEFI writes an ISO whose El Torito EFI entry is a FAT image holding the UKI where
+// firmware looks; its MBR gives the FAT image a partition too, so that the file written to a
+// USB stick boots the same way.
+func (m *medium) writeISOEFI(w io.Writer) error {
+	ukiFile, err := m.o.createScratch(m.format + "-uki")
+	if err != nil {
+		return err
+	}
+	sum, err := m.writeUKI(ukiFile)
+	if err != nil {
+		return err
+	}
+	size, err := rewind(ukiFile)
+	if err != nil {
+		return err
+	}
+	h := sha256.Sum256(append([]byte("efiboot\x00"), sum...))
+	vol, err := fatimg.New(fatimg.Options{Label: "EFIBOOT", ModTime: m.o.mtime,
+		VolumeID: uint32(h[0]) | uint32(h[1])<<8 | uint32(h[2])<<16 | uint32(h[3])<<24 | 1},
+		[]fatimg.Entry{{Path: efiBootName[m.o.arch], Size: size, Body: layers.ContextReader(m.o.ctx, ukiFile)}})
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := vol.WriteTo(pw)
+		pw.CloseWithError(err)
+	}()
+	defer pr.CloseWithError(errors.New("image written"))
+	const efiImage = "EFI/EFIBOOT.IMG"
+	im, err := iso.New(iso.Options{VolumeID: volumeID(m.o.name), ModTime: m.o.mtime, Seed: sum,
+		Boot: []iso.Boot{{Platform: iso.PlatformEFI, Path: efiImage}},
+		MBR:  &iso.MBR{EFIImage: efiImage}},
+		[]iso.File{{Path: efiImage, Size: vol.Size(), Body: pr}})
+	if err != nil {
+		return err
+	}
+	_, err = im.WriteTo(w)
+	return err
+}
+
+// writeISOBIOS writes an ISO that ISOLINUX boots: isolinux.bin as the El Torito BIOS entry,
+// its configuration starting BOOT/KERNEL with BOOT/INITRD.IMG and the command line, and
+// ISOLINUX's hybrid MBR, so that the file written to a USB stick boots from BIOS too.
+func (m *medium) writeISOBIOS(w io.Writer) error {
+	cmdlineSize, err := rewind(m.cmdline)
+	if err != nil {
+		return err
+	}
+	cmdline := make([]byte, cmdlineSize)
+	if _, err := io.ReadFull(m.cmdline, cmdline); err != nil {
+		return err
+	}
+	if bytes.ContainsAny(bytes.TrimSpace(cmdline), "\n\r") {
+		return errors.New("the kernel command line has line breaks, which ISOLINUX's configuration cannot hold")
+	}
+	kernelSize, err := rewind(m.kernel)
+	if err != nil {
+		return err
+	}
+	initrdSize, err := rewind(m.initrd)
+	if err != nil {
+		return err
+	}
+	cfg := "DEFAULT kiln\nPROMPT 0\nTIMEOUT 0\nLABEL kiln\n  LINUX /BOOT/KERNEL\n  INITRD /BOOT/INITRD.IMG\n  APPEND " +
+		string(bytes.TrimSpace(cmdline)) + "\n"
+	// The MBR's disk ID: from what the medium holds (sizes and the command line; hashing the
+	// kernel and initramfs again would read them twice).
+	seed := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d\x00%d\x00%s", m.o.name, kernelSize, initrdSize, cmdline)))
+	boot := m.o.boot.files
+	const loader = "ISOLINUX/ISOLINUX.BIN"
+	im, err := iso.New(iso.Options{VolumeID: volumeID(m.o.name), ModTime: m.o.mtime, Seed: seed[:],
+		Boot: []iso.Boot{{Platform: iso.PlatformBIOS, Path: loader, LoadSectors: 4, InfoTable: true}},
+		MBR:  &iso.MBR{Code: boot[isohybridFile], BootFile: loader}},
+		[]iso.File{
+			{Path: "BOOT/KERNEL", Size: kernelSize, Body: layers.ContextReader(m.o.ctx, m.kernel)},
+			{Path: "BOOT/INITRD.IMG", Size: initrdSize, Body: layers.ContextReader(m.o.ctx, m.initrd)},
+			{Path: loader, Data: boot[isolinuxFile]},
+			{Path: "ISOLINUX/LDLINUX.C32", Data: boot[ldlinuxFile]},
+			{Path: "ISOLINUX/ISOLINUX.CFG", Data: []byte(cfg)},
+		})
+	if err != nil {
+		return err
+	}
+	_, err = im.WriteTo(w)
+	return err
 }
 
 // espVolume lays out an EFI system partition: FAT32, with room to spare for an upgrade

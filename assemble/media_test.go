@@ -23,7 +23,8 @@ func mediaCache(t *testing.T) *ocicache.Cache {
 	t.Helper()
 	c := seedCache(t)
 	img := testImage(t, "amd64", v1Config(), []file{dir("efi"), reg("efi/linux.efi.stub", string(ukitest.Stub(pe.IMAGE_FILE_MACHINE_AMD64, false))),
-		reg("efi/systemd-boot.efi", "BOOT")})
+		reg("efi/systemd-boot.efi", "BOOT"), dir("bios"), reg("bios/isolinux.bin", strings.Repeat("I", 4096)),
+		reg("bios/ldlinux.c32", "LDLINUX"), reg("bios/isohdpfx.bin", strings.Repeat("\x90", 432))})
 	if _, err := c.WriteImage(testBootloaders, img); err != nil {
 		t.Fatal(err)
 	}
@@ -47,13 +48,13 @@ func TestMediaEFI(t *testing.T) {
 	cache := mediaCache(t)
 	out := t.TempDir()
 	opt := Options{Files: []string{writeYAML(t, systemYAML)}, Dir: out, Cache: cache, Bootloaders: testBootloaders,
-		Formats: mediaFormats(t, "kernel+initrd,uki,raw-efi,qcow2-efi"), Epoch: time.Unix(1700000000, 0)}
+		Formats: mediaFormats(t, "kernel+initrd,uki,raw-efi,qcow2-efi,iso-efi,iso-bios"), Epoch: time.Unix(1700000000, 0)}
 	res, err := build(t, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := filepath.Join(out, "system")
-	want := []string{KernelFile(p), CmdlineFile(p), InitrdFile(p), UKIFile(p), RawEFIFile(p), QCOW2EFIFile(p)}
+	want := []string{KernelFile(p), CmdlineFile(p), InitrdFile(p), UKIFile(p), RawEFIFile(p), QCOW2EFIFile(p), ISOEFIFile(p), ISOBIOSFile(p)}
 	if strings.Join(res.Outputs, " ") != strings.Join(want, " ") {
 		t.Errorf("outputs %q, want %q", res.Outputs, want)
 	}
@@ -92,7 +93,7 @@ func TestMediaEFI(t *testing.T) {
 	if _, err := build(t, opt); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{UKIFile("system"), RawEFIFile("system"), QCOW2EFIFile("system")} {
+	for _, name := range []string{UKIFile("system"), RawEFIFile("system"), QCOW2EFIFile("system"), ISOEFIFile("system"), ISOBIOSFile("system")} {
 		if !bytes.Equal(read(filepath.Join(out, name)), read(filepath.Join(again, name))) {
 			t.Errorf("%s differs between two builds", name)
 		}
@@ -130,6 +131,38 @@ func TestMediaEFI(t *testing.T) {
 	if b, err := exec.Command("qemu-img", "check", QCOW2EFIFile(p)).CombinedOutput(); err != nil {
 		t.Errorf("qemu-img check: %v\n%s", err, b)
 	}
+	// The ISOs: the EFI one's El Torito image is a FAT volume holding the UKI; the BIOS one
+	// has ISOLINUX, its configuration, the kernel and the initramfs.
+	testenv.NeedTool(t, "xorriso", "xorriso")
+	isoDir := t.TempDir()
+	for _, iso := range []string{ISOEFIFile(p), ISOBIOSFile(p)} {
+		out, err := exec.Command("xorriso", "-osirrox", "on", "-indev", iso, "-report_el_torito", "plain", "-extract", "/", filepath.Join(isoDir, filepath.Base(iso))).CombinedOutput()
+		if err != nil {
+			t.Fatalf("xorriso %s: %v\n%s", iso, err, out)
+		}
+		want := "UEFI  y   none"
+		if iso == ISOBIOSFile(p) {
+			want = "BIOS  y   none  0x0000  0x00      4"
+		}
+		if !strings.Contains(string(out), want) {
+			t.Errorf("%s: no %q boot entry:\n%s", iso, want, out)
+		}
+	}
+	efiboot := filepath.Join(isoDir, filepath.Base(ISOEFIFile(p)), "EFI", "EFIBOOT.IMG")
+	if b, err := exec.Command("mcopy", "-n", "-i", efiboot, "::EFI/BOOT/BOOTX64.EFI", filepath.Join(isoDir, "from-iso.efi")).CombinedOutput(); err != nil {
+		t.Errorf("the EFI image of the ISO: %v\n%s", err, b)
+	} else if !bytes.Equal(read(filepath.Join(isoDir, "from-iso.efi")), read(UKIFile(p))) {
+		t.Error("the ISO's EFI image does not hold the UKI")
+	}
+	bios := filepath.Join(isoDir, filepath.Base(ISOBIOSFile(p)))
+	if !bytes.Equal(read(filepath.Join(bios, "BOOT", "KERNEL")), read(KernelFile(p))) ||
+		!bytes.Equal(read(filepath.Join(bios, "BOOT", "INITRD.IMG")), read(InitrdFile(p))) {
+		t.Error("the BIOS ISO's kernel or initramfs differ from kernel+initrd's")
+	}
+	if cfg := string(read(filepath.Join(bios, "ISOLINUX", "ISOLINUX.CFG"))); !strings.Contains(cfg, "APPEND console=ttyS0\n") {
+		t.Errorf("isolinux.cfg:\n%s", cfg)
+	}
+
 	got := filepath.Join(t.TempDir(), "BOOTX64.EFI")
 	if b, err := exec.Command("mcopy", "-n", "-i", esp, "::EFI/BOOT/BOOTX64.EFI", got).CombinedOutput(); err != nil {
 		t.Fatalf("mcopy: %v\n%s", err, b)
@@ -145,6 +178,8 @@ func TestMediaErrors(t *testing.T) {
 		want                             string
 	}{
 		{"s390x has no EFI", "uki", "s390x", testBootloaders, "format uki boots amd64 and arm64 only, not s390x; s390x boots kernel+initrd"},
+		{"arm64 has no BIOS", "iso-bios", "arm64", testBootloaders, "format iso-bios boots amd64 only, not arm64; for arm64 use uki, raw-efi, qcow2-efi, iso-efi"},
+		{"no ISOLINUX", "iso-bios", "amd64", "kiln/test-app:v1", "has no /bios/isolinux.bin for amd64"},
 		{"no bootloaders", "raw-efi", "amd64", "", "needs the boot loaders image"},
 		{"bootloaders missing", "kernel+initrd,raw-efi", "amd64", "kiln/bootloaders:nope", "need the boot loaders image kiln/bootloaders:nope (kiln pkg build tools/bootloaders"},
 		{"not a bootloaders image", "uki", "amd64", "kiln/test-app:v1", "has no /efi/linux.efi.stub for amd64"},

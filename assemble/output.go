@@ -74,6 +74,12 @@ func Formats() []Format {
 		{Name: "qcow2-efi", Files: QCOW2EFIFile(n),
 			Help: "raw-efi as a qcow2 image (QEMU, OpenStack), as small as its content",
 			open: openMedium("qcow2-efi", QCOW2EFIFile), arches: []string{"amd64", "arm64"}, boot: needEFI},
+		{Name: "iso-efi", Files: ISOEFIFile(n),
+			Help: "an ISO (CD, or a USB stick: it has an MBR too) whose El Torito EFI image holds the system as a UKI",
+			open: openMedium("iso-efi", ISOEFIFile), arches: []string{"amd64", "arm64"}, boot: needEFI},
+		{Name: "iso-bios", Files: ISOBIOSFile(n),
+			Help: "an ISO (CD, or a hybrid USB stick) that ISOLINUX boots from BIOS: the kernel, initramfs and command line",
+			open: openMedium("iso-bios", ISOBIOSFile), arches: []string{"amd64"}, boot: needBIOS},
 	}
 }
 
