@@ -239,7 +239,7 @@ func (im *Image) checkBoot() error {
 		if !ok {
 			return fmt.Errorf("iso: boot image %s is not a file of the image", b.Path)
 		}
-		if b.InfoTable && (n.file.Data == nil || len(n.file.Data) < 64) {
+		if b.InfoTable && len(n.file.Data) < 64 {
 			return fmt.Errorf("iso: boot image %s: a boot information table needs its bytes (Data, 64 or more)", b.Path)
 		}
 	}

@@ -156,7 +156,8 @@ func exactShort(name string) bool {
 		return false
 	}
 	for _, r := range base + ext {
-		if !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'()-@^_`{}~", r)) {
+		valid := r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'()-@^_`{}~", r)
+		if !valid {
 			return false
 		}
 	}
