@@ -104,3 +104,31 @@ func TestRunQemuExitCodes(t *testing.T) {
 		})
 	}
 }
+
+// Media are known by the names kiln build gives them, and "-efi"/"-bios" pick the firmware.
+func TestMediumOf(t *testing.T) {
+	for _, tc := range []struct {
+		path, kind, format, firmware string
+	}{
+		{"out/sys.efi", "efi", "", "efi"},
+		{"out/sys-efi.img", "disk", "raw", "efi"},
+		{"out/sys-bios.img", "disk", "raw", "bios"},
+		{"out/sys-efi.qcow2", "disk", "qcow2", "efi"},
+		{"out/sys.iso", "cdrom", "", ""},
+		{"out/sys-efi.iso", "cdrom", "", "efi"},
+		{"out/sys.vhd", "disk", "vpc", ""},
+		{"out/sys.vmdk", "disk", "vmdk", ""},
+		{"out/sys-kernel", "", "", ""},
+	} {
+		m, fw := mediumOf(tc.path)
+		if tc.kind == "" {
+			if m != nil {
+				t.Errorf("%s: a medium (%+v)", tc.path, *m)
+			}
+			continue
+		}
+		if m == nil || m.Kind != tc.kind || m.Format != tc.format || fw != tc.firmware || m.Path != tc.path {
+			t.Errorf("%s: %+v, %q; want %s %s %q", tc.path, m, fw, tc.kind, tc.format, tc.firmware)
+		}
+	}
+}
