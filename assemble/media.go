@@ -10,8 +10,10 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/kiln-os/kiln/assemble/gpt"
 	"github.com/kiln-os/kiln/assemble/iso"
@@ -29,11 +31,16 @@ import (
 // the cache before any output is opened.
 
 // Media file names.
-func UKIFile(prefix string) string      { return prefix + ".efi" }
-func RawEFIFile(prefix string) string   { return prefix + "-efi.img" }
-func QCOW2EFIFile(prefix string) string { return prefix + "-efi.qcow2" }
-func ISOBIOSFile(prefix string) string  { return prefix + ".iso" }
-func ISOEFIFile(prefix string) string   { return prefix + "-efi.iso" }
+func UKIFile(prefix string) string        { return prefix + ".efi" }
+func RawEFIFile(prefix string) string     { return prefix + "-efi.img" }
+func QCOW2EFIFile(prefix string) string   { return prefix + "-efi.qcow2" }
+func VHDFile(prefix string) string        { return prefix + ".vhd" }
+func DynamicVHDFile(prefix string) string { return prefix + "-dynamic.vhd" }
+func VMDKFile(prefix string) string       { return prefix + ".vmdk" }
+func GCPFile(prefix string) string        { return prefix + ".img.tar.gz" }
+func AWSFile(prefix string) string        { return prefix + "-aws.raw" }
+func ISOBIOSFile(prefix string) string    { return prefix + ".iso" }
+func ISOEFIFile(prefix string) string     { return prefix + "-efi.iso" }
 
 // bootNeed says what a format needs from the bootloaders package.
 type bootNeed int
@@ -220,25 +227,14 @@ func (m *medium) write() error {
 	case "uki":
 		_, err := m.writeUKI(m.out)
 		return err
-	case "raw-efi":
+	case "raw-efi", "aws":
 		sw := newSparseWriter(m.out.File)
-		if err := m.writeRawEFI(sw); err != nil {
+		if err := m.writeRawEFI(sw, 0); err != nil {
 			return err
 		}
 		return sw.finish()
-	case "qcow2-efi":
-		raw, err := m.o.createScratch(m.format + "-raw")
-		if err != nil {
-			return err
-		}
-		sw := newSparseWriter(raw.File)
-		if err := m.writeRawEFI(sw); err != nil {
-			return err
-		}
-		if err := sw.finish(); err != nil {
-			return err
-		}
-		return vdisk.QCOW2(m.out, raw.File, sw.off)
+	case "qcow2-efi", "vhd", "dynamic-vhd", "vmdk", "gcp":
+		return m.writeVirtualDisk()
 	case "iso-efi":
 		return m.writeISOEFI(m.out)
 	case "iso-bios":
@@ -281,7 +277,7 @@ func (m *medium) writeUKI(w io.Writer) ([]byte, error) {
 
 // writeRawEFI writes a GPT disk whose one partition, an EFI system partition (FAT32), holds
 // the UKI where firmware looks on removable media (EFI/BOOT/BOOTX64.EFI on amd64).
-func (m *medium) writeRawEFI(w io.Writer) error {
+func (m *medium) writeRawEFI(w io.Writer, diskSize int64) error {
 	ukiFile, err := m.o.createScratch(m.format + "-uki")
 	if err != nil {
 		return err
@@ -298,7 +294,97 @@ func (m *medium) writeRawEFI(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return writeDisk(w, sum, []diskPart{{name: "EFI system partition", typ: gpt.TypeESP, vol: esp}})
+	return writeDisk(w, sum, diskSize, []diskPart{{name: "EFI system partition", typ: gpt.TypeESP, vol: esp}})
+}
+
+// writeVirtualDisk writes raw-efi's disk to a sparse scratch file and converts it to the
+// format's container: qcow2, VHD (fixed or dynamic), VMDK, or GCP's tar.gz of disk.raw (a
+// disk of whole GiB, as Compute Engine wants).
+func (m *medium) writeVirtualDisk() error {
+	raw, err := m.o.createScratch(m.format + "-raw")
+	if err != nil {
+		return err
+	}
+	var size int64 // the disk's natural size
+	if m.format == "gcp" {
+		// GCP's is a whole number of GiB.
+		natural, err := m.rawEFISize()
+		if err != nil {
+			return err
+		}
+		size = (natural + 1<<30 - 1) / (1 << 30) * (1 << 30)
+	}
+	sw := newSparseWriter(raw.File)
+	if err := m.writeRawEFI(sw, size); err != nil {
+		return err
+	}
+	if err := sw.finish(); err != nil {
+		return err
+	}
+	size = sw.off
+	id := []byte(fmt.Sprintf("%s\x00%d", m.o.name, size))
+	f := raw.File
+	switch m.format {
+	case "qcow2-efi":
+		return vdisk.QCOW2(m.out, f, size)
+	case "vhd":
+		return vdisk.VHDFixed(m.out, f, size, id, m.o.mtime)
+	case "dynamic-vhd":
+		return vdisk.VHDDynamic(m.out, f, size, id, m.o.mtime)
+	case "vmdk":
+		return vdisk.VMDK(m.out, f, size, filepath.Base(m.out.Final()), id)
+	case "gcp":
+		return writeGCP(m.out, f, size, m.o.mtime)
+	}
+	return fmt.Errorf("no writer for format %s", m.format)
+}
+
+// rawEFISize is the size raw-efi's disk has for this system: the UKI's size decides the
+// system partition's.
+func (m *medium) rawEFISize() (int64, error) {
+	kernel, err := sizeOf(m.kernel)
+	if err != nil {
+		return 0, err
+	}
+	initrd, err := sizeOf(m.initrd)
+	if err != nil {
+		return 0, err
+	}
+	// The UKI is the stub, the sections (each aligned to 64 KiB in memory and 512 bytes in
+	// the file) and a little text; espSize only needs it to the MiB.
+	ukiSize := int64(len(m.o.boot.files[efiStubFile])) + kernel + initrd + 1<<20
+	esp := espSize(ukiSize)
+	l, err := gpt.Plan(gpt.Disk{Seed: []byte("size"), Partitions: []gpt.Partition{{Type: gpt.TypeESP, Size: esp}}})
+	return l.Sectors * gpt.SectorSize, err
+}
+
+func sizeOf(f *atomicfile.File) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+// writeGCP writes Compute Engine's image format: a gzip'd tar (GNU format) holding the disk
+// as disk.raw.
+func writeGCP(w io.Writer, r io.ReaderAt, size int64, mtime time.Time) error {
+	gz, err := archive.NewCompressWriter(w, archive.Gzip, archive.Gzip.DefaultLevel())
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(gz)
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: "disk.raw", Mode: 0o644, Size: size, ModTime: mtime, Format: tar.FormatGNU}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	if _, err := io.Copy(tw, io.NewSectionReader(r, 0, size)); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return gz.Close()
 }
 
 // volumeID is the ISO volume ID made of the output name: upper case, A-Z, 0-9 and _.
@@ -407,10 +493,15 @@ func (m *medium) writeISOBIOS(w io.Writer) error {
 	return err
 }
 
-// espVolume lays out an EFI system partition: FAT32, with room to spare for an upgrade
-// (twice the content and 16 MiB, at least 64 MiB), its serial number from seed.
+// espSize is the size of an EFI system partition for content bytes: room to spare for an
+// upgrade (twice the content and 16 MiB, in whole MiB, at least 64 MiB).
+func espSize(content int64) int64 {
+	return max(64<<20, (2*content+16<<20+1<<20-1)/(1<<20)*(1<<20))
+}
+
+// espVolume lays out an EFI system partition: FAT32, espSize big, its serial number from seed.
 func espVolume(o *outputs, seed []byte, entries []fatimg.Entry, content int64) (*fatimg.Volume, error) {
-	size := max(64<<20, (2*content+16<<20+1<<20-1)/(1<<20)*(1<<20))
+	size := espSize(content)
 	h := sha256.Sum256(append([]byte("esp\x00"), seed...))
 	id := uint32(h[0]) | uint32(h[1])<<8 | uint32(h[2])<<16 | uint32(h[3])<<24
 	return fatimg.New(fatimg.Options{Label: "EFI", Bits: 32, Size: size, ModTime: o.mtime, VolumeID: id | 1,
@@ -425,8 +516,8 @@ type diskPart struct {
 }
 
 // writeDisk writes a GPT disk of the parts, each streamed from its volume.
-func writeDisk(w io.Writer, seed []byte, parts []diskPart) error {
-	d := gpt.Disk{Seed: seed}
+func writeDisk(w io.Writer, seed []byte, size int64, parts []diskPart) error {
+	d := gpt.Disk{Seed: seed, Size: size}
 	var pipes []*io.PipeReader
 	for _, p := range parts {
 		pr, pw := io.Pipe()

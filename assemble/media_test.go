@@ -48,13 +48,14 @@ func TestMediaEFI(t *testing.T) {
 	cache := mediaCache(t)
 	out := t.TempDir()
 	opt := Options{Files: []string{writeYAML(t, systemYAML)}, Dir: out, Cache: cache, Bootloaders: testBootloaders,
-		Formats: mediaFormats(t, "kernel+initrd,uki,raw-efi,qcow2-efi,iso-efi,iso-bios"), Epoch: time.Unix(1700000000, 0)}
+		Formats: mediaFormats(t, "kernel+initrd,uki,raw-efi,qcow2-efi,iso-efi,iso-bios,vhd,dynamic-vhd,vmdk,gcp,aws"), Epoch: time.Unix(1700000000, 0)}
 	res, err := build(t, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := filepath.Join(out, "system")
-	want := []string{KernelFile(p), CmdlineFile(p), InitrdFile(p), UKIFile(p), RawEFIFile(p), QCOW2EFIFile(p), ISOEFIFile(p), ISOBIOSFile(p)}
+	want := []string{KernelFile(p), CmdlineFile(p), InitrdFile(p), UKIFile(p), RawEFIFile(p), QCOW2EFIFile(p), ISOEFIFile(p), ISOBIOSFile(p),
+		VHDFile(p), DynamicVHDFile(p), VMDKFile(p), GCPFile(p), AWSFile(p)}
 	if strings.Join(res.Outputs, " ") != strings.Join(want, " ") {
 		t.Errorf("outputs %q, want %q", res.Outputs, want)
 	}
@@ -93,7 +94,8 @@ func TestMediaEFI(t *testing.T) {
 	if _, err := build(t, opt); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{UKIFile("system"), RawEFIFile("system"), QCOW2EFIFile("system"), ISOEFIFile("system"), ISOBIOSFile("system")} {
+	for _, name := range []string{UKIFile("system"), RawEFIFile("system"), QCOW2EFIFile("system"), ISOEFIFile("system"), ISOBIOSFile("system"),
+		VHDFile("system"), DynamicVHDFile("system"), VMDKFile("system"), GCPFile("system"), AWSFile("system")} {
 		if !bytes.Equal(read(filepath.Join(out, name)), read(filepath.Join(again, name))) {
 			t.Errorf("%s differs between two builds", name)
 		}
@@ -130,6 +132,23 @@ func TestMediaEFI(t *testing.T) {
 	}
 	if b, err := exec.Command("qemu-img", "check", QCOW2EFIFile(p)).CombinedOutput(); err != nil {
 		t.Errorf("qemu-img check: %v\n%s", err, b)
+	}
+	// The cloud formats hold the same disk (GCP's grown to a GiB: its backup GPT moves).
+	for _, c := range []struct{ file, format string }{{VHDFile(p), "vpc"}, {DynamicVHDFile(p), "vpc"}, {VMDKFile(p), "vmdk"}, {AWSFile(p), "raw"}} {
+		if b, err := exec.Command("qemu-img", "compare", "-f", "raw", "-F", c.format, disk, c.file).CombinedOutput(); err != nil {
+			t.Errorf("%s is not the raw disk: %v\n%s", c.file, err, b)
+		}
+	}
+	gcpDir := t.TempDir()
+	if b, err := exec.Command("tar", "-xzf", GCPFile(p), "-C", gcpDir).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v\n%s", err, b)
+	}
+	gcpDisk := filepath.Join(gcpDir, "disk.raw")
+	if st, err := os.Stat(gcpDisk); err != nil || st.Size() != 1<<30 {
+		t.Errorf("GCP's disk.raw: %v, %v (want 1 GiB)", st, err)
+	}
+	if b, err := exec.Command("sgdisk", "-v", gcpDisk).CombinedOutput(); err != nil || !strings.Contains(string(b), "No problems found") {
+		t.Errorf("sgdisk -v disk.raw: %v\n%s", err, b)
 	}
 	// The ISOs: the EFI one's El Torito image is a FAT volume holding the UKI; the BIOS one
 	// has ISOLINUX, its configuration, the kernel and the initramfs.
@@ -178,7 +197,7 @@ func TestMediaErrors(t *testing.T) {
 		want                             string
 	}{
 		{"s390x has no EFI", "uki", "s390x", testBootloaders, "format uki boots amd64 and arm64 only, not s390x; s390x boots kernel+initrd"},
-		{"arm64 has no BIOS", "iso-bios", "arm64", testBootloaders, "format iso-bios boots amd64 only, not arm64; for arm64 use uki, raw-efi, qcow2-efi, iso-efi"},
+		{"arm64 has no BIOS", "iso-bios", "arm64", testBootloaders, "format iso-bios boots amd64 only, not arm64; for arm64 use uki, raw-efi, qcow2-efi, vhd"},
 		{"no ISOLINUX", "iso-bios", "amd64", "kiln/test-app:v1", "has no /bios/isolinux.bin for amd64"},
 		{"no bootloaders", "raw-efi", "amd64", "", "needs the boot loaders image"},
 		{"bootloaders missing", "kernel+initrd,raw-efi", "amd64", "kiln/bootloaders:nope", "need the boot loaders image kiln/bootloaders:nope (kiln pkg build tools/bootloaders"},
