@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +40,8 @@ func DynamicVHDFile(prefix string) string { return prefix + "-dynamic.vhd" }
 func VMDKFile(prefix string) string       { return prefix + ".vmdk" }
 func GCPFile(prefix string) string        { return prefix + ".img.tar.gz" }
 func AWSFile(prefix string) string        { return prefix + "-aws.raw" }
+func RawBIOSFile(prefix string) string    { return prefix + "-bios.img" }
+func QCOW2BIOSFile(prefix string) string  { return prefix + "-bios.qcow2" }
 func ISOBIOSFile(prefix string) string    { return prefix + ".iso" }
 func ISOEFIFile(prefix string) string     { return prefix + "-efi.iso" }
 
@@ -49,6 +52,7 @@ const (
 	needNothing bootNeed = iota
 	needEFI              // the EFI stub: uki and every EFI medium
 	needBIOS             // ISOLINUX: iso-bios
+	needGRUB             // GRUB's BIOS core: raw-bios, qcow2-bios
 )
 
 // Files of the bootloaders image (tools/bootloaders/Dockerfile).
@@ -57,6 +61,8 @@ const (
 	isolinuxFile  = "bios/isolinux.bin"
 	ldlinuxFile   = "bios/ldlinux.c32"
 	isohybridFile = "bios/isohdpfx.bin"
+	grubBootFile  = "bios/grub/boot.img"
+	grubCoreFile  = "bios/grub/core.img"
 )
 
 // bootFiles are the boot loader files a build's media use, read from the bootloaders image.
@@ -84,6 +90,8 @@ func wantedBootFiles(formats []Format) []string {
 			add(efiStubFile)
 		case needBIOS:
 			add(isolinuxFile, ldlinuxFile, isohybridFile)
+		case needGRUB:
+			add(grubBootFile, grubCoreFile)
 		}
 	}
 	return want
@@ -235,6 +243,25 @@ func (m *medium) write() error {
 		return sw.finish()
 	case "qcow2-efi", "vhd", "dynamic-vhd", "vmdk", "gcp":
 		return m.writeVirtualDisk()
+	case "raw-bios":
+		sw := newSparseWriter(m.out.File)
+		if err := m.writeRawBIOS(sw); err != nil {
+			return err
+		}
+		return sw.finish()
+	case "qcow2-bios":
+		raw, err := m.o.createScratch(m.format + "-raw")
+		if err != nil {
+			return err
+		}
+		sw := newSparseWriter(raw.File)
+		if err := m.writeRawBIOS(sw); err != nil {
+			return err
+		}
+		if err := sw.finish(); err != nil {
+			return err
+		}
+		return vdisk.QCOW2(m.out, raw.File, sw.off)
 	case "iso-efi":
 		return m.writeISOEFI(m.out)
 	case "iso-bios":
@@ -295,6 +322,74 @@ func (m *medium) writeRawEFI(w io.Writer, diskSize int64) error {
 		return err
 	}
 	return writeDisk(w, sum, diskSize, []diskPart{{name: "EFI system partition", typ: gpt.TypeESP, vol: esp}})
+}
+
+// writeRawBIOS writes a GPT disk that GRUB boots from a PC BIOS: its boot code in the MBR,
+// its core in partition 1 (a BIOS boot partition), and partition 2 a FAT volume with GRUB's
+// configuration, the kernel and the initramfs.
+func (m *medium) writeRawBIOS(w io.Writer) error {
+	files := m.o.boot.files
+	bootImg, core := files[grubBootFile], files[grubCoreFile]
+	if len(bootImg) != 512 || len(core) < 512 || len(core) > 888*512 {
+		return fmt.Errorf("the boot loaders' GRUB files are not an i386-pc boot.img (%d bytes) and core.img (%d bytes)", len(bootImg), len(core))
+	}
+	const coreLBA = 2048 // partition 1, at 1 MiB
+	boot := slices.Clone(bootImg[:440])
+	binary.LittleEndian.PutUint64(boot[0x5c:], coreLBA) // where the core starts
+	boot[0x64] = 0xFF                                   // the drive: the one the BIOS booted
+	boot[0x66], boot[0x67] = 0x90, 0x90                 // no floppy check: a hard disk
+	core = slices.Clone(core)
+	sectors := (len(core) + 511) / 512
+	// diskboot.img's block list: the rest of the core, after its first sector.
+	clear(core[0x1e8:0x1f4])
+	binary.LittleEndian.PutUint64(core[0x1f4:], coreLBA+1)
+	binary.LittleEndian.PutUint16(core[0x1fc:], uint16(sectors-1))
+	binary.LittleEndian.PutUint16(core[0x1fe:], 0x0820)
+
+	cmdlineSize, err := rewind(m.cmdline)
+	if err != nil {
+		return err
+	}
+	cmdline := make([]byte, cmdlineSize)
+	if _, err := io.ReadFull(m.cmdline, cmdline); err != nil {
+		return err
+	}
+	line := string(bytes.TrimSpace(cmdline))
+	if strings.ContainsAny(line, "\n\r\"'$\\;") {
+		return fmt.Errorf("the kernel command line %q has characters GRUB's configuration would read as its own (line breaks, quotes, $, \\ or ;)", line)
+	}
+	kernelSize, err := rewind(m.kernel)
+	if err != nil {
+		return err
+	}
+	initrdSize, err := rewind(m.initrd)
+	if err != nil {
+		return err
+	}
+	cfg := "set timeout=0\nset default=0\nmenuentry kiln {\n  linux /boot/kernel " + line + "\n  initrd /boot/initrd.img\n}\n"
+	seed := sha256.Sum256([]byte(fmt.Sprintf("raw-bios\x00%s\x00%d\x00%d\x00%s", m.o.name, kernelSize, initrdSize, line)))
+	size := espSize(kernelSize + initrdSize)
+	h := sha256.Sum256(append([]byte("kilnboot\x00"), seed[:]...))
+	vol, err := fatimg.New(fatimg.Options{Label: "KILNBOOT", Bits: 32, Size: size, ModTime: m.o.mtime, HiddenSectors: 2 * coreLBA,
+		VolumeID: binary.LittleEndian.Uint32(h[:4]) | 1},
+		[]fatimg.Entry{
+			{Path: "boot/grub/grub.cfg", Size: int64(len(cfg)), Body: strings.NewReader(cfg)},
+			{Path: "boot/kernel", Size: kernelSize, Body: layers.ContextReader(m.o.ctx, m.kernel)},
+			{Path: "boot/initrd.img", Size: initrdSize, Body: layers.ContextReader(m.o.ctx, m.initrd)},
+		})
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := vol.WriteTo(pw)
+		pw.CloseWithError(err)
+	}()
+	defer pr.CloseWithError(errors.New("disk written"))
+	return gpt.Write(w, gpt.Disk{Seed: seed[:], BootCode: boot, Active: true, Partitions: []gpt.Partition{
+		{Name: "BIOS boot partition", Type: gpt.TypeBIOSBoot, Size: 1 << 20, Body: bytes.NewReader(core)},
+		{Name: "kiln boot", Type: gpt.TypeBasicData, Size: vol.Size(), Body: pr},
+	}})
 }
 
 // writeVirtualDisk writes raw-efi's disk to a sparse scratch file and converts it to the

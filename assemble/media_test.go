@@ -3,6 +3,7 @@ package assemble
 import (
 	"bytes"
 	"debug/pe"
+	"encoding/binary"
 	"io"
 	"os"
 	"os/exec"
@@ -24,7 +25,8 @@ func mediaCache(t *testing.T) *ocicache.Cache {
 	c := seedCache(t)
 	img := testImage(t, "amd64", v1Config(), []file{dir("efi"), reg("efi/linux.efi.stub", string(ukitest.Stub(pe.IMAGE_FILE_MACHINE_AMD64, false))),
 		reg("efi/systemd-boot.efi", "BOOT"), dir("bios"), reg("bios/isolinux.bin", strings.Repeat("I", 4096)),
-		reg("bios/ldlinux.c32", "LDLINUX"), reg("bios/isohdpfx.bin", strings.Repeat("\x90", 432))})
+		reg("bios/ldlinux.c32", "LDLINUX"), reg("bios/isohdpfx.bin", strings.Repeat("\x90", 432)),
+		dir("bios/grub"), reg("bios/grub/boot.img", strings.Repeat("B", 512)), reg("bios/grub/core.img", strings.Repeat("C", 1500))})
 	if _, err := c.WriteImage(testBootloaders, img); err != nil {
 		t.Fatal(err)
 	}
@@ -48,14 +50,14 @@ func TestMediaEFI(t *testing.T) {
 	cache := mediaCache(t)
 	out := t.TempDir()
 	opt := Options{Files: []string{writeYAML(t, systemYAML)}, Dir: out, Cache: cache, Bootloaders: testBootloaders,
-		Formats: mediaFormats(t, "kernel+initrd,uki,raw-efi,qcow2-efi,iso-efi,iso-bios,vhd,dynamic-vhd,vmdk,gcp,aws"), Epoch: time.Unix(1700000000, 0)}
+		Formats: mediaFormats(t, "kernel+initrd,uki,raw-efi,qcow2-efi,iso-efi,iso-bios,vhd,dynamic-vhd,vmdk,gcp,aws,raw-bios,qcow2-bios"), Epoch: time.Unix(1700000000, 0)}
 	res, err := build(t, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := filepath.Join(out, "system")
 	want := []string{KernelFile(p), CmdlineFile(p), InitrdFile(p), UKIFile(p), RawEFIFile(p), QCOW2EFIFile(p), ISOEFIFile(p), ISOBIOSFile(p),
-		VHDFile(p), DynamicVHDFile(p), VMDKFile(p), GCPFile(p), AWSFile(p)}
+		VHDFile(p), DynamicVHDFile(p), VMDKFile(p), GCPFile(p), AWSFile(p), RawBIOSFile(p), QCOW2BIOSFile(p)}
 	if strings.Join(res.Outputs, " ") != strings.Join(want, " ") {
 		t.Errorf("outputs %q, want %q", res.Outputs, want)
 	}
@@ -95,7 +97,8 @@ func TestMediaEFI(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{UKIFile("system"), RawEFIFile("system"), QCOW2EFIFile("system"), ISOEFIFile("system"), ISOBIOSFile("system"),
-		VHDFile("system"), DynamicVHDFile("system"), VMDKFile("system"), GCPFile("system"), AWSFile("system")} {
+		VHDFile("system"), DynamicVHDFile("system"), VMDKFile("system"), GCPFile("system"), AWSFile("system"),
+		RawBIOSFile("system"), QCOW2BIOSFile("system")} {
 		if !bytes.Equal(read(filepath.Join(out, name)), read(filepath.Join(again, name))) {
 			t.Errorf("%s differs between two builds", name)
 		}
@@ -138,6 +141,31 @@ func TestMediaEFI(t *testing.T) {
 		if b, err := exec.Command("qemu-img", "compare", "-f", "raw", "-F", c.format, disk, c.file).CombinedOutput(); err != nil {
 			t.Errorf("%s is not the raw disk: %v\n%s", c.file, err, b)
 		}
+	}
+	// raw-bios: GRUB's boot code in the MBR, told where the core is (sector 2048), the core in
+	// partition 1 with its block list, and GRUB's configuration on partition 2.
+	disk2 := read(RawBIOSFile(p))
+	le := binary.LittleEndian
+	if le.Uint64(disk2[0x5c:]) != 2048 || disk2[0x64] != 0xFF || disk2[0x66] != 0x90 || disk2[0x1be] != 0x80 || disk2[0x1c2] != 0xEE {
+		t.Errorf("raw-bios MBR: %x ... %x", disk2[0x5c:0x68], disk2[0x1be:0x1ce])
+	}
+	core := disk2[2048*512:]
+	if le.Uint64(core[0x1f4:]) != 2049 || le.Uint16(core[0x1fc:]) != 2 || le.Uint16(core[0x1fe:]) != 0x820 || core[512] != 'C' {
+		t.Errorf("raw-bios core block list: %x", core[0x1e8:0x200])
+	}
+	if b, err := exec.Command("sgdisk", "-v", RawBIOSFile(p)).CombinedOutput(); err != nil || !strings.Contains(string(b), "No problems found") {
+		t.Errorf("sgdisk -v raw-bios: %v\n%s", err, b)
+	}
+	if b, err := exec.Command("qemu-img", "compare", "-f", "raw", "-F", "qcow2", RawBIOSFile(p), QCOW2BIOSFile(p)).CombinedOutput(); err != nil {
+		t.Errorf("qcow2-bios is not raw-bios: %v\n%s", err, b)
+	}
+	biosPart := filepath.Join(t.TempDir(), "part2.img")
+	if err := os.WriteFile(biosPart, disk2[4096*512:], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command("mtype", "-i", biosPart, "::boot/grub/grub.cfg").CombinedOutput(); err != nil ||
+		!strings.Contains(string(b), "linux /boot/kernel console=ttyS0") || !strings.Contains(string(b), "initrd /boot/initrd.img") {
+		t.Errorf("grub.cfg: %v\n%s", err, b)
 	}
 	gcpDir := t.TempDir()
 	if b, err := exec.Command("tar", "-xzf", GCPFile(p), "-C", gcpDir).CombinedOutput(); err != nil {

@@ -74,6 +74,8 @@ var (
 	TypeESP = mustGUID("C12A7328-F81F-11D2-BA4B-00A0C93EC93B")
 	// TypeBIOSBoot holds a BIOS boot loader's core (GRUB's core.img) on a GPT disk.
 	TypeBIOSBoot = mustGUID("21686148-6449-6E6F-744E-656564454649")
+	// TypeBasicData is a FAT (or NTFS) data partition.
+	TypeBasicData = mustGUID("EBD0A0A2-B9E5-4433-87C0-68B6B72699C7")
 	// TypeLinux is a Linux file system.
 	TypeLinux = mustGUID("0FC63DAF-8483-4772-8E79-3D69D8477DE4")
 )
@@ -106,6 +108,9 @@ type Disk struct {
 	Seed []byte
 	// BootCode, at most 440 bytes, is the MBR's boot code.
 	BootCode []byte
+	// Active marks the protective MBR's partition active (0x80), which some PC BIOSes want
+	// before they start a disk's boot code. UEFI wants it clear: set it on BIOS-only disks.
+	Active bool
 }
 
 // Layout is where Write puts each partition.
@@ -217,6 +222,9 @@ func Write(w io.Writer, d Disk) error {
 	copy(mbr, d.BootCode)
 	// One partition of type 0xEE over the whole disk (or as much as 32 bits count).
 	p := mbr[446:]
+	if d.Active {
+		p[0] = 0x80
+	}
 	p[1], p[2], p[3] = 0x00, 0x02, 0x00 // CHS of sector 1
 	p[4] = 0xEE
 	p[5], p[6], p[7] = 0xFF, 0xFF, 0xFF

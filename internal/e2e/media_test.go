@@ -14,16 +14,17 @@ import (
 	"github.com/kiln-os/kiln/internal/qemu"
 )
 
-// TestMediaBoots builds images/minimal.yml (with the console on the serial port) as every
-// bootable medium kiln writes, for amd64 and for arm64's EFI, twice (the same bytes), and boots
-// each through its firmware: OVMF for the UKI, the raw and qcow2 EFI disks and the EFI ISO,
-// SeaBIOS for the ISOLINUX ISO, AAVMF for arm64's raw EFI disk. Each must reach "all services
+// TestMediaBoots builds images/minimal.yml (with the console on the serial port) as the
+// bootable media kiln writes, for amd64 and for arm64's EFI, twice (the same bytes), and boots
+// each kind through its firmware: OVMF for the raw and qcow2 EFI disks and the EFI ISO (each
+// starts the UKI), SeaBIOS for GRUB's raw disk and the ISOLINUX ISO, AAVMF for arm64's raw EFI
+// disk. Each must reach "all services
 // up", power off from its console shell and show no failure anywhere on its console.
 func TestMediaBoots(t *testing.T) {
 	w := setup(t)
 	w.pkgBuild(t, append(minimalPackages, "tools/bootloaders")...)
 	out := t.TempDir()
-	amd64 := "uki,raw-efi,qcow2-efi,iso-efi,iso-bios"
+	amd64 := "uki,raw-efi,qcow2-efi,iso-efi,iso-bios,raw-bios"
 	build := func(dir, arch, formats string) {
 		w.must(t, w.kiln, "build", "-q", "-arch", arch, "-format", formats, "-dir", dir, "-name", "media-"+arch,
 			"images/minimal.yml", "internal/e2e/testdata/console-"+arch+".yml")
@@ -42,7 +43,8 @@ func TestMediaBoots(t *testing.T) {
 	}
 	build(again, "amd64", amd64)
 	p := "media-amd64"
-	files := []string{assemble.UKIFile(p), assemble.RawEFIFile(p), assemble.QCOW2EFIFile(p), assemble.ISOEFIFile(p), assemble.ISOBIOSFile(p)}
+	files := []string{assemble.UKIFile(p), assemble.RawEFIFile(p), assemble.QCOW2EFIFile(p), assemble.ISOEFIFile(p), assemble.ISOBIOSFile(p),
+		assemble.RawBIOSFile(p)}
 	if err := sameFiles(out, again, files); err != nil {
 		t.Fatalf("the media built twice: %v", err)
 	}
@@ -51,8 +53,9 @@ func TestMediaBoots(t *testing.T) {
 		file, arch, firmware string
 		medium               qemu.Medium
 	}{
-		{assemble.UKIFile(p), "amd64", "efi", qemu.Medium{Kind: "efi"}},
+		// The UKI is what raw-efi, qcow2-efi and iso-efi start: booted through them.
 		{assemble.RawEFIFile(p), "amd64", "efi", qemu.Medium{Kind: "disk", Format: "raw"}},
+		{assemble.RawBIOSFile(p), "amd64", "bios", qemu.Medium{Kind: "disk", Format: "raw"}},
 		{assemble.QCOW2EFIFile(p), "amd64", "efi", qemu.Medium{Kind: "disk", Format: "qcow2"}},
 		{assemble.ISOEFIFile(p), "amd64", "efi", qemu.Medium{Kind: "cdrom"}},
 		{assemble.ISOBIOSFile(p), "amd64", "bios", qemu.Medium{Kind: "cdrom"}},
