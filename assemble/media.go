@@ -32,37 +32,40 @@ import (
 // the cache before any output is opened.
 
 // Media file names.
-func UKIFile(prefix string) string        { return prefix + ".efi" }
-func RawEFIFile(prefix string) string     { return prefix + "-efi.img" }
-func QCOW2EFIFile(prefix string) string   { return prefix + "-efi.qcow2" }
-func VHDFile(prefix string) string        { return prefix + ".vhd" }
-func DynamicVHDFile(prefix string) string { return prefix + "-dynamic.vhd" }
-func VMDKFile(prefix string) string       { return prefix + ".vmdk" }
-func GCPFile(prefix string) string        { return prefix + ".img.tar.gz" }
-func AWSFile(prefix string) string        { return prefix + "-aws.raw" }
-func RawBIOSFile(prefix string) string    { return prefix + "-bios.img" }
-func QCOW2BIOSFile(prefix string) string  { return prefix + "-bios.qcow2" }
-func ISOBIOSFile(prefix string) string    { return prefix + ".iso" }
-func ISOEFIFile(prefix string) string     { return prefix + "-efi.iso" }
+func UKIFile(prefix string) string          { return prefix + ".efi" }
+func RawEFIFile(prefix string) string       { return prefix + "-efi.img" }
+func QCOW2EFIFile(prefix string) string     { return prefix + "-efi.qcow2" }
+func VHDFile(prefix string) string          { return prefix + ".vhd" }
+func DynamicVHDFile(prefix string) string   { return prefix + "-dynamic.vhd" }
+func VMDKFile(prefix string) string         { return prefix + ".vmdk" }
+func GCPFile(prefix string) string          { return prefix + ".img.tar.gz" }
+func AWSFile(prefix string) string          { return prefix + "-aws.raw" }
+func RawBIOSFile(prefix string) string      { return prefix + "-bios.img" }
+func QCOW2BIOSFile(prefix string) string    { return prefix + "-bios.qcow2" }
+func ISOBIOSFile(prefix string) string      { return prefix + ".iso" }
+func ISOEFIFile(prefix string) string       { return prefix + "-efi.iso" }
+func ISOEFIInitrdFile(prefix string) string { return prefix + "-efi-initrd.iso" }
 
 // bootNeed says what a format needs from the bootloaders package.
 type bootNeed int
 
 const (
-	needNothing bootNeed = iota
-	needEFI              // the EFI stub: uki and every EFI medium
-	needBIOS             // ISOLINUX: iso-bios
-	needGRUB             // GRUB's BIOS core: raw-bios, qcow2-bios
+	needNothing     bootNeed = iota
+	needEFI                  // the EFI stub: uki and every EFI medium
+	needBIOS                 // ISOLINUX: iso-bios
+	needGRUB                 // GRUB's BIOS core: raw-bios, qcow2-bios
+	needSystemdBoot          // systemd-boot: iso-efi-initrd
 )
 
 // Files of the bootloaders image (tools/bootloaders/Dockerfile).
 const (
-	efiStubFile   = "efi/linux.efi.stub"
-	isolinuxFile  = "bios/isolinux.bin"
-	ldlinuxFile   = "bios/ldlinux.c32"
-	isohybridFile = "bios/isohdpfx.bin"
-	grubBootFile  = "bios/grub/boot.img"
-	grubCoreFile  = "bios/grub/core.img"
+	efiStubFile     = "efi/linux.efi.stub"
+	systemdBootFile = "efi/systemd-boot.efi"
+	isolinuxFile    = "bios/isolinux.bin"
+	ldlinuxFile     = "bios/ldlinux.c32"
+	isohybridFile   = "bios/isohdpfx.bin"
+	grubBootFile    = "bios/grub/boot.img"
+	grubCoreFile    = "bios/grub/core.img"
 )
 
 // bootFiles are the boot loader files a build's media use, read from the bootloaders image.
@@ -92,6 +95,8 @@ func wantedBootFiles(formats []Format) []string {
 			add(isolinuxFile, ldlinuxFile, isohybridFile)
 		case needGRUB:
 			add(grubBootFile, grubCoreFile)
+		case needSystemdBoot:
+			add(systemdBootFile)
 		}
 	}
 	return want
@@ -210,6 +215,23 @@ func (m *medium) WriteEntry(e archive.Entry, body io.Reader) error {
 	return m.kernelInitrd.WriteEntry(e, body)
 }
 
+// readCmdline reads the command line back from its scratch file.
+func (m *medium) readCmdline() ([]byte, error) {
+	size, err := rewind(m.cmdline)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, size)
+	_, err = io.ReadFull(m.cmdline, b)
+	return b, err
+}
+
+// serial is a FAT volume's serial number, derived from what and seed (never 0).
+func serial(what string, seed []byte) uint32 {
+	h := sha256.Sum256(append([]byte(what+"\x00"), seed...))
+	return binary.LittleEndian.Uint32(h[:4]) | 1
+}
+
 // rewind returns a scratch file's size and seeks it to its start.
 func rewind(f *atomicfile.File) (int64, error) {
 	size, err := f.Seek(0, io.SeekCurrent)
@@ -264,6 +286,8 @@ func (m *medium) write() error {
 		return vdisk.QCOW2(m.out, raw.File, sw.off)
 	case "iso-efi":
 		return m.writeISOEFI(m.out)
+	case "iso-efi-initrd":
+		return m.writeISOEFIInitrd(m.out)
 	case "iso-bios":
 		return m.writeISOBIOS(m.out)
 	}
@@ -273,12 +297,8 @@ func (m *medium) write() error {
 // writeUKI writes the unified kernel image to w and returns the SHA-256 of its bytes.
 func (m *medium) writeUKI(w io.Writer) ([]byte, error) {
 	stub := m.o.boot.files[efiStubFile]
-	cmdlineSize, err := rewind(m.cmdline)
+	cmdline, err := m.readCmdline()
 	if err != nil {
-		return nil, err
-	}
-	cmdline := make([]byte, cmdlineSize)
-	if _, err := io.ReadFull(m.cmdline, cmdline); err != nil {
 		return nil, err
 	}
 	kernelSize, err := rewind(m.kernel)
@@ -346,12 +366,8 @@ func (m *medium) writeRawBIOS(w io.Writer) error {
 	binary.LittleEndian.PutUint16(core[0x1fc:], uint16(sectors-1))
 	binary.LittleEndian.PutUint16(core[0x1fe:], 0x0820)
 
-	cmdlineSize, err := rewind(m.cmdline)
+	cmdline, err := m.readCmdline()
 	if err != nil {
-		return err
-	}
-	cmdline := make([]byte, cmdlineSize)
-	if _, err := io.ReadFull(m.cmdline, cmdline); err != nil {
 		return err
 	}
 	line := string(bytes.TrimSpace(cmdline))
@@ -369,9 +385,8 @@ func (m *medium) writeRawBIOS(w io.Writer) error {
 	cfg := "set timeout=0\nset default=0\nmenuentry kiln {\n  linux /boot/kernel " + line + "\n  initrd /boot/initrd.img\n}\n"
 	seed := sha256.Sum256([]byte(fmt.Sprintf("raw-bios\x00%s\x00%d\x00%d\x00%s", m.o.name, kernelSize, initrdSize, line)))
 	size := espSize(kernelSize + initrdSize)
-	h := sha256.Sum256(append([]byte("kilnboot\x00"), seed[:]...))
 	vol, err := fatimg.New(fatimg.Options{Label: "KILNBOOT", Bits: 32, Size: size, ModTime: m.o.mtime, HiddenSectors: 2 * coreLBA,
-		VolumeID: binary.LittleEndian.Uint32(h[:4]) | 1},
+		VolumeID: serial("kilnboot", seed[:])},
 		[]fatimg.Entry{
 			{Path: "boot/grub/grub.cfg", Size: int64(len(cfg)), Body: strings.NewReader(cfg)},
 			{Path: "boot/kernel", Size: kernelSize, Body: layers.ContextReader(m.o.ctx, m.kernel)},
@@ -500,9 +515,8 @@ func volumeID(name string) string {
 	return id[:min(len(id), 32)]
 }
 
-// writeISOEFI writes an ISO whose El Torito EFI entry is a FAT image holding the UKI where
-// firmware looks; its MBR gives the FAT image a partition too, so that the file written to a
-// USB stick boots the same way.
+// writeISOEFI writes an ISO whose El Torito EFI image is a FAT volume holding the UKI where
+// firmware looks.
 func (m *medium) writeISOEFI(w io.Writer) error {
 	ukiFile, err := m.o.createScratch(m.format + "-uki")
 	if err != nil {
@@ -516,10 +530,46 @@ func (m *medium) writeISOEFI(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	h := sha256.Sum256(append([]byte("efiboot\x00"), sum...))
-	vol, err := fatimg.New(fatimg.Options{Label: "EFIBOOT", ModTime: m.o.mtime,
-		VolumeID: uint32(h[0]) | uint32(h[1])<<8 | uint32(h[2])<<16 | uint32(h[3])<<24 | 1},
-		[]fatimg.Entry{{Path: efiBootName[m.o.arch], Size: size, Body: layers.ContextReader(m.o.ctx, ukiFile)}})
+	return m.writeEFIISO(w, sum, []fatimg.Entry{{Path: efiBootName[m.o.arch], Size: size, Body: layers.ContextReader(m.o.ctx, ukiFile)}})
+}
+
+// writeISOEFIInitrd writes an ISO whose El Torito EFI image holds systemd-boot, its entry for
+// the system, the kernel and the initramfs as files (LinuxKit's iso-efi-initrd).
+func (m *medium) writeISOEFIInitrd(w io.Writer) error {
+	cmdline, err := m.readCmdline()
+	if err != nil {
+		return err
+	}
+	line := string(bytes.TrimSpace(cmdline))
+	if strings.ContainsAny(line, "\n\r") {
+		return errors.New("the kernel command line has line breaks, which a boot loader entry cannot hold")
+	}
+	kernelSize, err := rewind(m.kernel)
+	if err != nil {
+		return err
+	}
+	initrdSize, err := rewind(m.initrd)
+	if err != nil {
+		return err
+	}
+	loader := "default kiln.conf\ntimeout 0\n"
+	entry := "title " + m.o.name + "\nlinux /kernel\ninitrd /initrd.img\noptions " + line + "\n"
+	boot := m.o.boot.files[systemdBootFile]
+	seed := sha256.Sum256([]byte(fmt.Sprintf("iso-efi-initrd\x00%s\x00%d\x00%d\x00%s", m.o.name, kernelSize, initrdSize, line)))
+	return m.writeEFIISO(w, seed[:], []fatimg.Entry{
+		{Path: efiBootName[m.o.arch], Size: int64(len(boot)), Body: bytes.NewReader(boot)},
+		{Path: "loader/loader.conf", Size: int64(len(loader)), Body: strings.NewReader(loader)},
+		{Path: "loader/entries/kiln.conf", Size: int64(len(entry)), Body: strings.NewReader(entry)},
+		{Path: "kernel", Size: kernelSize, Body: layers.ContextReader(m.o.ctx, m.kernel)},
+		{Path: "initrd.img", Size: initrdSize, Body: layers.ContextReader(m.o.ctx, m.initrd)},
+	})
+}
+
+// writeEFIISO writes an ISO whose one El Torito entry, for EFI, is a FAT volume of the
+// entries (also a visible file, EFI/EFIBOOT.IMG); its MBR gives that volume a partition of
+// type 0xEF too, so that the file written to a USB stick boots the same way.
+func (m *medium) writeEFIISO(w io.Writer, seed []byte, entries []fatimg.Entry) error {
+	vol, err := fatimg.New(fatimg.Options{Label: "EFIBOOT", ModTime: m.o.mtime, VolumeID: serial("efiboot", seed)}, entries)
 	if err != nil {
 		return err
 	}
@@ -530,7 +580,7 @@ func (m *medium) writeISOEFI(w io.Writer) error {
 	}()
 	defer pr.CloseWithError(errors.New("image written"))
 	const efiImage = "EFI/EFIBOOT.IMG"
-	im, err := iso.New(iso.Options{VolumeID: volumeID(m.o.name), ModTime: m.o.mtime, Seed: sum,
+	im, err := iso.New(iso.Options{VolumeID: volumeID(m.o.name), ModTime: m.o.mtime, Seed: seed,
 		Boot: []iso.Boot{{Platform: iso.PlatformEFI, Path: efiImage}},
 		MBR:  &iso.MBR{EFIImage: efiImage}},
 		[]iso.File{{Path: efiImage, Size: vol.Size(), Body: pr}})
@@ -545,12 +595,8 @@ func (m *medium) writeISOEFI(w io.Writer) error {
 // its configuration starting BOOT/KERNEL with BOOT/INITRD.IMG and the command line, and
 // ISOLINUX's hybrid MBR, so that the file written to a USB stick boots from BIOS too.
 func (m *medium) writeISOBIOS(w io.Writer) error {
-	cmdlineSize, err := rewind(m.cmdline)
+	cmdline, err := m.readCmdline()
 	if err != nil {
-		return err
-	}
-	cmdline := make([]byte, cmdlineSize)
-	if _, err := io.ReadFull(m.cmdline, cmdline); err != nil {
 		return err
 	}
 	if bytes.ContainsAny(bytes.TrimSpace(cmdline), "\n\r") {
@@ -597,9 +643,7 @@ func espSize(content int64) int64 {
 // espVolume lays out an EFI system partition: FAT32, espSize big, its serial number from seed.
 func espVolume(o *outputs, seed []byte, entries []fatimg.Entry, content int64) (*fatimg.Volume, error) {
 	size := espSize(content)
-	h := sha256.Sum256(append([]byte("esp\x00"), seed...))
-	id := uint32(h[0]) | uint32(h[1])<<8 | uint32(h[2])<<16 | uint32(h[3])<<24
-	return fatimg.New(fatimg.Options{Label: "EFI", Bits: 32, Size: size, ModTime: o.mtime, VolumeID: id | 1,
+	return fatimg.New(fatimg.Options{Label: "EFI", Bits: 32, Size: size, ModTime: o.mtime, VolumeID: serial("esp", seed),
 		HiddenSectors: 2048}, entries)
 }
 

@@ -50,14 +50,14 @@ func TestMediaEFI(t *testing.T) {
 	cache := mediaCache(t)
 	out := t.TempDir()
 	opt := Options{Files: []string{writeYAML(t, systemYAML)}, Dir: out, Cache: cache, Bootloaders: testBootloaders,
-		Formats: mediaFormats(t, "kernel+initrd,uki,raw-efi,qcow2-efi,iso-efi,iso-bios,vhd,dynamic-vhd,vmdk,gcp,aws,raw-bios,qcow2-bios"), Epoch: time.Unix(1700000000, 0)}
+		Formats: mediaFormats(t, "kernel+initrd,uki,raw-efi,qcow2-efi,iso-efi,iso-bios,vhd,dynamic-vhd,vmdk,gcp,aws,raw-bios,qcow2-bios,iso-efi-initrd"), Epoch: time.Unix(1700000000, 0)}
 	res, err := build(t, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := filepath.Join(out, "system")
 	want := []string{KernelFile(p), CmdlineFile(p), InitrdFile(p), UKIFile(p), RawEFIFile(p), QCOW2EFIFile(p), ISOEFIFile(p), ISOBIOSFile(p),
-		VHDFile(p), DynamicVHDFile(p), VMDKFile(p), GCPFile(p), AWSFile(p), RawBIOSFile(p), QCOW2BIOSFile(p)}
+		VHDFile(p), DynamicVHDFile(p), VMDKFile(p), GCPFile(p), AWSFile(p), RawBIOSFile(p), QCOW2BIOSFile(p), ISOEFIInitrdFile(p)}
 	if strings.Join(res.Outputs, " ") != strings.Join(want, " ") {
 		t.Errorf("outputs %q, want %q", res.Outputs, want)
 	}
@@ -98,7 +98,7 @@ func TestMediaEFI(t *testing.T) {
 	}
 	for _, name := range []string{UKIFile("system"), RawEFIFile("system"), QCOW2EFIFile("system"), ISOEFIFile("system"), ISOBIOSFile("system"),
 		VHDFile("system"), DynamicVHDFile("system"), VMDKFile("system"), GCPFile("system"), AWSFile("system"),
-		RawBIOSFile("system"), QCOW2BIOSFile("system")} {
+		RawBIOSFile("system"), QCOW2BIOSFile("system"), ISOEFIInitrdFile("system")} {
 		if !bytes.Equal(read(filepath.Join(out, name)), read(filepath.Join(again, name))) {
 			t.Errorf("%s differs between two builds", name)
 		}
@@ -200,6 +200,17 @@ func TestMediaEFI(t *testing.T) {
 		t.Errorf("the EFI image of the ISO: %v\n%s", err, b)
 	} else if !bytes.Equal(read(filepath.Join(isoDir, "from-iso.efi")), read(UKIFile(p))) {
 		t.Error("the ISO's EFI image does not hold the UKI")
+	}
+	// iso-efi-initrd: systemd-boot and its entry, with the kernel and initramfs beside them.
+	if out, err := exec.Command("xorriso", "-osirrox", "on", "-indev", ISOEFIInitrdFile(p), "-extract", "/", filepath.Join(isoDir, "initrd-iso")).CombinedOutput(); err != nil {
+		t.Fatalf("xorriso: %v\n%s", err, out)
+	}
+	img := filepath.Join(isoDir, "initrd-iso", "EFI", "EFIBOOT.IMG")
+	for file, want := range map[string]string{"::EFI/BOOT/BOOTX64.EFI": "BOOT", "::loader/entries/kiln.conf": "options console=ttyS0\n",
+		"::loader/loader.conf": "default kiln.conf", "::kernel": "KERNEL-IMAGE-BYTES"} {
+		if b, err := exec.Command("mtype", "-i", img, file).CombinedOutput(); err != nil || !strings.Contains(string(b), want) {
+			t.Errorf("iso-efi-initrd's %s: %v\n%s", file, err, b)
+		}
 	}
 	bios := filepath.Join(isoDir, filepath.Base(ISOBIOSFile(p)))
 	if !bytes.Equal(read(filepath.Join(bios, "BOOT", "KERNEL")), read(KernelFile(p))) ||

@@ -148,18 +148,18 @@ type boot struct {
 }
 
 // mediumOf recognises the boot media kiln build writes by their names: NAME.efi (a UKI),
-// NAME[-efi|-bios].iso, .img (raw), .qcow2, .vhd and .vmdk disks. "-efi" in the name asks
-// for EFI firmware, "-bios" for BIOS.
+// NAME[-efi|-efi-initrd|-bios].iso, .img (raw), .qcow2, .vhd and .vmdk disks. A name ending
+// in "-efi" or "-efi-initrd" asks for EFI firmware, "-bios" for BIOS.
 func mediumOf(path string) (*qemu.Medium, string) {
 	base := filepath.Base(path)
 	ext := filepath.Ext(base)
 	stem := strings.TrimSuffix(base, ext)
 	fw := ""
 	switch {
-	case strings.HasSuffix(stem, "-efi"):
-		fw = "efi"
 	case strings.HasSuffix(stem, "-bios"):
 		fw = "bios"
+	case strings.HasSuffix(stem, "-efi"), strings.HasSuffix(stem, "-efi-initrd"):
+		fw = "efi"
 	}
 	switch ext {
 	case ".efi":

@@ -116,6 +116,7 @@ func TestMediumOf(t *testing.T) {
 		{"out/sys-efi.qcow2", "disk", "qcow2", "efi"},
 		{"out/sys.iso", "cdrom", "", ""},
 		{"out/sys-efi.iso", "cdrom", "", "efi"},
+		{"out/sys-efi-initrd.iso", "cdrom", "", "efi"},
 		{"out/sys.vhd", "disk", "vpc", ""},
 		{"out/sys.vmdk", "disk", "vmdk", ""},
 		{"out/sys-kernel", "", "", ""},
