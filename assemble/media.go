@@ -371,8 +371,15 @@ func (m *medium) writeRawBIOS(w io.Writer) error {
 		return err
 	}
 	line := string(bytes.TrimSpace(cmdline))
-	if strings.ContainsAny(line, "\n\r\"'$\\;") {
-		return fmt.Errorf("the kernel command line %q has characters GRUB's configuration would read as its own (line breaks, quotes, $, \\ or ;)", line)
+	// Each parameter single-quoted: GRUB reads nothing in it as its own syntax ($, |, ;, ...).
+	// GRUB's linux command re-quotes a parameter that holds a space or a quote for the kernel
+	// in a way the kernel does not read back, so those are refused.
+	if strings.ContainsAny(line, "\n\r'\"") {
+		return fmt.Errorf("the kernel command line %q has a quote or a line break, which GRUB cannot pass to the kernel unchanged; raw-bios needs parameters without them", line)
+	}
+	var quoted []string
+	for _, f := range strings.Fields(line) {
+		quoted = append(quoted, "'"+f+"'")
 	}
 	kernelSize, err := rewind(m.kernel)
 	if err != nil {
@@ -382,7 +389,7 @@ func (m *medium) writeRawBIOS(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg := "set timeout=0\nset default=0\nmenuentry kiln {\n  linux /boot/kernel " + line + "\n  initrd /boot/initrd.img\n}\n"
+	cfg := "set timeout=0\nset default=0\nmenuentry kiln {\n  linux /boot/kernel " + strings.Join(quoted, " ") + "\n  initrd /boot/initrd.img\n}\n"
 	seed := sha256.Sum256([]byte(fmt.Sprintf("raw-bios\x00%s\x00%d\x00%d\x00%s", m.o.name, kernelSize, initrdSize, line)))
 	size := espSize(kernelSize + initrdSize)
 	vol, err := fatimg.New(fatimg.Options{Label: "KILNBOOT", Bits: 32, Size: size, ModTime: m.o.mtime, HiddenSectors: 2 * coreLBA,
@@ -395,12 +402,8 @@ func (m *medium) writeRawBIOS(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	pr, pw := io.Pipe()
-	go func() {
-		_, err := vol.WriteTo(pw)
-		pw.CloseWithError(err)
-	}()
-	defer pr.CloseWithError(errors.New("disk written"))
+	pr, done := volumeReader(vol)
+	defer done()
 	return gpt.Write(w, gpt.Disk{Seed: seed[:], BootCode: boot, Active: true, Partitions: []gpt.Partition{
 		{Name: "BIOS boot partition", Type: gpt.TypeBIOSBoot, Size: 1 << 20, Body: bytes.NewReader(core)},
 		{Name: "kiln boot", Type: gpt.TypeBasicData, Size: vol.Size(), Body: pr},
@@ -573,12 +576,8 @@ func (m *medium) writeEFIISO(w io.Writer, seed []byte, entries []fatimg.Entry) e
 	if err != nil {
 		return err
 	}
-	pr, pw := io.Pipe()
-	go func() {
-		_, err := vol.WriteTo(pw)
-		pw.CloseWithError(err)
-	}()
-	defer pr.CloseWithError(errors.New("image written"))
+	pr, done := volumeReader(vol)
+	defer done()
 	const efiImage = "EFI/EFIBOOT.IMG"
 	im, err := iso.New(iso.Options{VolumeID: volumeID(m.o.name), ModTime: m.o.mtime, Seed: seed,
 		Boot: []iso.Boot{{Platform: iso.PlatformEFI, Path: efiImage}},
@@ -657,21 +656,29 @@ type diskPart struct {
 // writeDisk writes a GPT disk of the parts, each streamed from its volume.
 func writeDisk(w io.Writer, seed []byte, size int64, parts []diskPart) error {
 	d := gpt.Disk{Seed: seed, Size: size}
-	var pipes []*io.PipeReader
 	for _, p := range parts {
-		pr, pw := io.Pipe()
-		go func(v *fatimg.Volume) {
-			_, err := v.WriteTo(pw)
-			pw.CloseWithError(err)
-		}(p.vol)
-		pipes = append(pipes, pr)
+		pr, done := volumeReader(p.vol)
+		defer done()
 		d.Partitions = append(d.Partitions, gpt.Partition{Name: p.name, Type: p.typ, Size: p.vol.Size(), Body: pr})
 	}
-	err := gpt.Write(w, d)
-	for _, pr := range pipes {
-		pr.CloseWithError(errors.New("disk written")) // ends a writer that was not read to its end
+	return gpt.Write(w, d)
+}
+
+// volumeReader streams a FAT volume through a pipe, written by its own goroutine. done ends
+// the pipe (a writer that was not read to its end then fails) and waits for the goroutine, so
+// that none outlives the medium, nor reads a scratch file after it is removed.
+func volumeReader(vol *fatimg.Volume) (io.Reader, func()) {
+	pr, pw := io.Pipe()
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		_, err := vol.WriteTo(pw)
+		pw.CloseWithError(err)
+	}()
+	return pr, func() {
+		pr.CloseWithError(errors.New("medium written"))
+		<-finished
 	}
-	return err
 }
 
 // sparseWriter writes to a file, seeking over blocks of zeros instead of writing them, so a

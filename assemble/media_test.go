@@ -164,7 +164,7 @@ func TestMediaEFI(t *testing.T) {
 		t.Fatal(err)
 	}
 	if b, err := exec.Command("mtype", "-i", biosPart, "::boot/grub/grub.cfg").CombinedOutput(); err != nil ||
-		!strings.Contains(string(b), "linux /boot/kernel console=ttyS0") || !strings.Contains(string(b), "initrd /boot/initrd.img") {
+		!strings.Contains(string(b), "linux /boot/kernel 'console=ttyS0'") || !strings.Contains(string(b), "initrd /boot/initrd.img") {
 		t.Errorf("grub.cfg: %v\n%s", err, b)
 	}
 	gcpDir := t.TempDir()

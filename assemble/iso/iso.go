@@ -231,6 +231,11 @@ func (n *node) ident() string {
 }
 
 func (im *Image) checkBoot() error {
+	// The catalog is one sector: the validation and default entries, then a section header
+	// and an entry (64 bytes) for each other boot image.
+	if len(im.opt.Boot) > 1+(SectorSize-64)/64 {
+		return fmt.Errorf("iso: %d boot entries; one catalog sector holds %d", len(im.opt.Boot), 1+(SectorSize-64)/64)
+	}
 	if len(im.opt.Boot) > 0 && im.opt.Boot[0].Platform != PlatformBIOS && im.opt.Boot[0].Platform != PlatformEFI {
 		return fmt.Errorf("iso: boot platform %#x: want BIOS (0) or EFI (0xEF)", im.opt.Boot[0].Platform)
 	}

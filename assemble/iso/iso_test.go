@@ -140,6 +140,7 @@ func TestErrors(t *testing.T) {
 		{"boot missing", Options{Boot: []Boot{{Path: "NOPE"}}}, nil, "boot image NOPE is not a file"},
 		{"info table streamed", Options{Boot: []Boot{{Path: "A", InfoTable: true}}}, []File{{Path: "A", Size: 100, Body: bytes.NewReader(make([]byte, 100))}}, "needs its bytes"},
 		{"short MBR", Options{MBR: &MBR{Code: make([]byte, 10)}}, nil, "MBR code of 10 bytes"},
+		{"catalog full", Options{Boot: make([]Boot, 40)}, nil, "40 boot entries; one catalog sector holds 32"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := New(tc.opt, tc.files); err == nil || !strings.Contains(err.Error(), tc.want) {

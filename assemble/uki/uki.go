@@ -68,6 +68,9 @@ var Machines = map[string]uint16{
 // Write writes the stub (stubSize bytes read through stub) with sections appended to w.
 // arch (a GOARCH name) is the architecture the stub must be for.
 func Write(w io.Writer, arch string, stub io.ReaderAt, stubSize int64, sections []Section) error {
+	if len(sections) == 0 {
+		return errors.New("uki: no sections to append")
+	}
 	machine, ok := Machines[arch]
 	if !ok {
 		return fmt.Errorf("uki: no EFI stub for architecture %q: UKIs are made for amd64 and arm64", arch)

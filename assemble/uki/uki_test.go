@@ -100,6 +100,7 @@ func TestWriteErrors(t *testing.T) {
 		{"name clash", "amd64", amd, []Section{{Name: ".text", Size: 1, Body: strings.NewReader("a")}}, "has a .text section already"},
 		{"long name", "amd64", amd, []Section{{Name: ".toolongname", Size: 1, Body: strings.NewReader("a")}}, "want 1 to 8 bytes"},
 		{"no room", "amd64", amd, make([]Section, 20), "no room for 20 more section headers"},
+		{"nothing to add", "amd64", amd, nil, "no sections to append"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -148,18 +148,23 @@ type boot struct {
 }
 
 // mediumOf recognises the boot media kiln build writes by their names: NAME.efi (a UKI),
-// NAME[-efi|-efi-initrd|-bios].iso, .img (raw), .qcow2, .vhd and .vmdk disks. A name ending
-// in "-efi" or "-efi-initrd" asks for EFI firmware, "-bios" for BIOS.
+// NAME[-efi|-efi-initrd].iso and NAME.iso, NAME-efi.img and NAME-bios.img, NAME-aws.raw,
+// .qcow2, .vhd and .vmdk disks. A name ending in "-bios" asks for BIOS firmware, and so does
+// a plain NAME.iso (iso-bios); every other medium kiln writes boots through EFI (the cloud
+// disks hold raw-efi's disk). Other names get no firmware from their name (-firmware, else
+// the architecture's default, decides).
 func mediumOf(path string) (*qemu.Medium, string) {
 	base := filepath.Base(path)
 	ext := filepath.Ext(base)
 	stem := strings.TrimSuffix(base, ext)
-	fw := ""
+	fw := "efi"
 	switch {
 	case strings.HasSuffix(stem, "-bios"):
 		fw = "bios"
-	case strings.HasSuffix(stem, "-efi"), strings.HasSuffix(stem, "-efi-initrd"):
-		fw = "efi"
+	case ext == ".iso" && !strings.HasSuffix(stem, "-efi") && !strings.HasSuffix(stem, "-efi-initrd"):
+		fw = "bios"
+	case ext == ".img" && !strings.HasSuffix(stem, "-efi"), ext == ".raw" && !strings.HasSuffix(stem, "-aws"):
+		fw = "" // not a name kiln writes: the firmware is not known from it
 	}
 	switch ext {
 	case ".efi":
@@ -189,6 +194,9 @@ func bootFiles(args []string) (boot, error) {
 			if fi, ferr := os.Stat(prefix); ferr == nil && fi.Mode().IsRegular() {
 				if m, fw := mediumOf(prefix); m != nil {
 					return boot{medium: m, firmware: fw}, nil
+				}
+				if strings.HasSuffix(prefix, ".tar.gz") {
+					return boot{}, fmt.Errorf("%s is an archive (gcp's format holds disk.raw: unpack it and boot that with -firmware efi)", prefix)
 				}
 				return boot{kernel: prefix}, nil // a kernel without an initrd
 			}

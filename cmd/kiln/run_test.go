@@ -114,11 +114,14 @@ func TestMediumOf(t *testing.T) {
 		{"out/sys-efi.img", "disk", "raw", "efi"},
 		{"out/sys-bios.img", "disk", "raw", "bios"},
 		{"out/sys-efi.qcow2", "disk", "qcow2", "efi"},
-		{"out/sys.iso", "cdrom", "", ""},
+		{"out/sys.iso", "cdrom", "", "bios"},
 		{"out/sys-efi.iso", "cdrom", "", "efi"},
 		{"out/sys-efi-initrd.iso", "cdrom", "", "efi"},
-		{"out/sys.vhd", "disk", "vpc", ""},
-		{"out/sys.vmdk", "disk", "vmdk", ""},
+		{"out/sys.vhd", "disk", "vpc", "efi"},
+		{"out/sys-dynamic.vhd", "disk", "vpc", "efi"},
+		{"out/sys.vmdk", "disk", "vmdk", "efi"},
+		{"out/sys-aws.raw", "disk", "raw", "efi"},
+		{"out/other.img", "disk", "raw", ""},
 		{"out/sys-kernel", "", "", ""},
 	} {
 		m, fw := mediumOf(tc.path)

@@ -88,6 +88,11 @@ const (
 // New lays out a volume holding entries. Paths are checked as FAT names (see Write), and two
 // paths that differ only in case are one path to FAT: an error.
 func New(opt Options, entries []Entry) (*Volume, error) {
+	if opt.Label != "" {
+		if _, err := shortLabel(opt.Label); err != nil {
+			return nil, err
+		}
+	}
 	v := &Volume{opt: opt, root: &node{dir: true}}
 	if err := v.tree(entries); err != nil {
 		return nil, err
@@ -409,9 +414,22 @@ func (v *Volume) entries(d *node, size int) []byte {
 		e := short(lab, 0x08, 0, 0)
 		buf = append(buf, e...)
 	}
+	// Names that are their own short names come first, so that no generated alias (~N) can
+	// take one of them.
 	used := map[string]bool{}
 	for _, c := range d.children {
-		name := shortName(c.name, used)
+		if exactShort(c.name) {
+			n := padShort(c.name)
+			used[string(n[:])] = true
+		}
+	}
+	for _, c := range d.children {
+		var name [11]byte
+		if exactShort(c.name) {
+			name = padShort(c.name)
+		} else {
+			name = shortName(c.name, used)
+		}
 		if !exactShort(c.name) {
 			for _, e := range longEntries(c.name, name) {
 				buf = append(buf, e...)
@@ -424,6 +442,17 @@ func (v *Volume) entries(d *node, size int) []byte {
 		}
 	}
 	return buf[:size]
+}
+
+// padShort is an exact 8.3 name as a directory entry holds it: base and extension, each
+// padded with spaces.
+func padShort(name string) [11]byte {
+	var n [11]byte
+	copy(n[:], "           ")
+	base, ext, _ := strings.Cut(name, ".")
+	copy(n[:8], base)
+	copy(n[8:], ext)
+	return n
 }
 
 func dotName(s string) [11]byte {

@@ -199,3 +199,22 @@ func TestVolumeGeometry(t *testing.T) {
 		}
 	}
 }
+
+// A generated alias never takes the short name of another file in the folder.
+func TestVolumeAliasCollision(t *testing.T) {
+	testenv.NeedTool(t, "mtype", "mtools")
+	files := map[string]string{"AB+C": "generated alias", "AB_C~1": "exact name"}
+	var entries []Entry
+	for n, b := range files {
+		entries = append(entries, Entry{Path: n, Size: int64(len(b)), Body: strings.NewReader(b)})
+	}
+	img, _ := volumeFile(t, Options{}, entries)
+	for n, want := range files {
+		if got := out(t, "mtype", "-i", img, "::"+n); got != want {
+			t.Errorf("%s: %q, want %q", n, got, want)
+		}
+	}
+	if _, err := New(Options{Label: "bad label"}, nil); err == nil {
+		t.Error("a bad label was accepted by New")
+	}
+}
