@@ -17,7 +17,7 @@ export KILN_RUNC         := $(BIN)/runc
 export GOPROXY_URL ?= $(firstword $(subst $(comma), ,$(shell $(GO) env GOPROXY)))
 comma := ,
 
-.PHONY: all build tools lint test test-short bench bench-boots appliance-arches self-rebuild demo clean binfmt deps
+.PHONY: all build tools lint test test-heavy test-short bench bench-boots appliance-arches self-rebuild demo clean binfmt deps
 
 all: build
 
@@ -119,6 +119,11 @@ bench-boots: build tools
 # TestAppliance; this is the heavier matrix. See scripts/appliance-arches.sh.
 appliance-arches: deps build tools binfmt
 	./scripts/appliance-arches.sh
+
+# make test with s390x in the end-to-end tests too: its seed, packages and a boot of
+# minimal.yml (internal/e2e/arches_heavy_test.go). Too slow for CI's budget on a cold machine.
+test-heavy:
+	$(MAKE) test GOTESTFLAGS="$(GOTESTFLAGS) -tags e2eheavy"
 
 # Every package of images/builder.yml built again on a booted appliance (after make demo),
 # compared by digest, the times recorded in docs/appliance.md. Hours under emulation. See

@@ -115,10 +115,10 @@ func setup(t *testing.T) *world {
 	return shared
 }
 
-// seedMissing lists the architectures of amd64, arm64 and s390x that the cache's Debian seed
+// seedMissing lists the architectures of e2eArches that the cache's Debian seed
 // lacks (all three when there is no seed).
 func seedMissing(c *ocicache.Cache) []string {
-	missing := []string{"amd64", "arm64", "s390x"}
+	missing := slices.Clone(e2eArches)
 	idx, err := c.Index("kiln/debian-seed:bookworm")
 	if err != nil {
 		return missing
@@ -239,10 +239,11 @@ type cmdError struct {
 func (e *cmdError) Error() string { return e.cmd + ": " + e.err.Error() + "\n" + e.stderr }
 func (e *cmdError) Unwrap() error { return e.err }
 
-// pkgBuild builds packages and returns each reference's index digest as kiln printed it.
+// pkgBuild builds packages for e2eArches and returns each reference's index digest as kiln
+// printed it.
 func (w *world) pkgBuild(t *testing.T, dirs ...string) map[string]string {
 	t.Helper()
-	out := w.must(t, w.kiln, append([]string{"pkg", "build", "-progress", "plain"}, dirs...)...)
+	out := w.must(t, w.kiln, append([]string{"pkg", "build", "-progress", "plain", "-platforms", strings.Join(allArches, ",")}, dirs...)...)
 	digests := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		if f := strings.Fields(line); len(f) == 2 {
