@@ -322,22 +322,32 @@ func (m *medium) writeUKI(w io.Writer) ([]byte, error) {
 	return h.Sum(nil), nil
 }
 
+// ukiEntry writes the UKI to a scratch file and returns its SHA-256 and its FAT entry, at the
+// path firmware starts on removable media.
+func (m *medium) ukiEntry() ([]byte, fatimg.Entry, error) {
+	f, err := m.o.createScratch(m.format + "-uki")
+	if err != nil {
+		return nil, fatimg.Entry{}, err
+	}
+	sum, err := m.writeUKI(f)
+	if err != nil {
+		return nil, fatimg.Entry{}, err
+	}
+	size, err := rewind(f)
+	if err != nil {
+		return nil, fatimg.Entry{}, err
+	}
+	return sum, fatimg.Entry{Path: efiBootName[m.o.arch], Size: size, Body: layers.ContextReader(m.o.ctx, f)}, nil
+}
+
 // writeRawEFI writes a GPT disk whose one partition, an EFI system partition (FAT32), holds
 // the UKI where firmware looks on removable media (EFI/BOOT/BOOTX64.EFI on amd64).
 func (m *medium) writeRawEFI(w io.Writer, diskSize int64) error {
-	ukiFile, err := m.o.createScratch(m.format + "-uki")
+	sum, uki, err := m.ukiEntry()
 	if err != nil {
 		return err
 	}
-	sum, err := m.writeUKI(ukiFile)
-	if err != nil {
-		return err
-	}
-	size, err := rewind(ukiFile)
-	if err != nil {
-		return err
-	}
-	esp, err := espVolume(m.o, sum, []fatimg.Entry{{Path: efiBootName[m.o.arch], Size: size, Body: layers.ContextReader(m.o.ctx, ukiFile)}}, size)
+	esp, err := espVolume(m.o, sum, []fatimg.Entry{uki}, uki.Size)
 	if err != nil {
 		return err
 	}
@@ -521,19 +531,11 @@ func volumeID(name string) string {
 // writeISOEFI writes an ISO whose El Torito EFI image is a FAT volume holding the UKI where
 // firmware looks.
 func (m *medium) writeISOEFI(w io.Writer) error {
-	ukiFile, err := m.o.createScratch(m.format + "-uki")
+	sum, uki, err := m.ukiEntry()
 	if err != nil {
 		return err
 	}
-	sum, err := m.writeUKI(ukiFile)
-	if err != nil {
-		return err
-	}
-	size, err := rewind(ukiFile)
-	if err != nil {
-		return err
-	}
-	return m.writeEFIISO(w, sum, []fatimg.Entry{{Path: efiBootName[m.o.arch], Size: size, Body: layers.ContextReader(m.o.ctx, ukiFile)}})
+	return m.writeEFIISO(w, sum, []fatimg.Entry{uki})
 }
 
 // writeISOEFIInitrd writes an ISO whose El Torito EFI image holds systemd-boot, its entry for

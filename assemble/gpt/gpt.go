@@ -19,6 +19,8 @@ import (
 	"io"
 	"strings"
 	"unicode/utf16"
+
+	"github.com/kiln-os/kiln/internal/streamio"
 )
 
 // SectorSize is the logical sector size of the disks written.
@@ -232,14 +234,14 @@ func Write(w io.Writer, d Disk) error {
 	binary.LittleEndian.PutUint32(p[12:], uint32(min(last, 0xFFFFFFFF)))
 	mbr[510], mbr[511] = 0x55, 0xAA
 
-	cw := &counter{w: w}
+	cw := &streamio.Counter{W: w}
 	for _, b := range [][]byte{mbr, header(1, last, 2), table} {
 		if _, err := cw.Write(b); err != nil {
 			return err
 		}
 	}
 	for i, part := range d.Partitions {
-		if err := zeros(cw, l.Start[i]*SectorSize-cw.n); err != nil {
+		if err := zeros(cw, l.Start[i]*SectorSize-cw.N); err != nil {
 			return err
 		}
 		if part.Body != nil {
@@ -252,7 +254,7 @@ func Write(w io.Writer, d Disk) error {
 			}
 		}
 	}
-	if err := zeros(cw, (last-entrySecs)*SectorSize-cw.n); err != nil {
+	if err := zeros(cw, (last-entrySecs)*SectorSize-cw.N); err != nil {
 		return err
 	}
 	for _, b := range [][]byte{table, header(last, 1, last-entrySecs)} {
@@ -263,29 +265,10 @@ func Write(w io.Writer, d Disk) error {
 	return nil
 }
 
-type counter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *counter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
-var zeroBlock [64 << 10]byte
-
+// zeros pads w with zeros up to a boundary n bytes ahead; a negative n is a layout bug.
 func zeros(w io.Writer, n int64) error {
 	if n < 0 {
 		return fmt.Errorf("gpt: internal error: %d bytes written past a boundary", -n)
 	}
-	for n > 0 {
-		k := min(n, int64(len(zeroBlock)))
-		if _, err := w.Write(zeroBlock[:k]); err != nil {
-			return err
-		}
-		n -= k
-	}
-	return nil
+	return streamio.Zeros(w, n)
 }

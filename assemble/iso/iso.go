@@ -22,6 +22,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/kiln-os/kiln/internal/streamio"
 )
 
 // SectorSize is ISO 9660's logical block size.
@@ -572,7 +574,7 @@ func (im *Image) catalog() []byte {
 
 // WriteTo writes the image to w, reading each file's body once, in extent order.
 func (im *Image) WriteTo(w io.Writer) (int64, error) {
-	cw := &counter{w: w}
+	cw := &streamio.Counter{W: w}
 	system := make([]byte, 16*SectorSize)
 	copy(system, im.mbr)
 	term := make([]byte, SectorSize)
@@ -592,12 +594,12 @@ func (im *Image) WriteTo(w io.Writer) (int64, error) {
 	}
 	for _, p := range parts {
 		if _, err := cw.Write(p); err != nil {
-			return cw.n, err
+			return cw.N, err
 		}
 	}
 	for _, f := range im.files {
-		if cw.n != f.lba*SectorSize {
-			return cw.n, fmt.Errorf("iso: internal error: %s at byte %d, not at sector %d", f.name, cw.n, f.lba)
+		if cw.N != f.lba*SectorSize {
+			return cw.N, fmt.Errorf("iso: internal error: %s at byte %d, not at sector %d", f.name, cw.N, f.lba)
 		}
 		var body io.Reader
 		switch {
@@ -611,43 +613,19 @@ func (im *Image) WriteTo(w io.Writer) (int64, error) {
 		if f.size > 0 {
 			n, err := io.Copy(cw, io.LimitReader(body, f.size))
 			if err != nil {
-				return cw.n, fmt.Errorf("iso: writing %s: %w", f.file.Path, err)
+				return cw.N, fmt.Errorf("iso: writing %s: %w", f.file.Path, err)
 			}
 			if n != f.size {
-				return cw.n, fmt.Errorf("iso: %s: got %d bytes, want %d", f.file.Path, n, f.size)
+				return cw.N, fmt.Errorf("iso: %s: got %d bytes, want %d", f.file.Path, n, f.size)
 			}
 		}
-		if err := zeros(cw, sectorsOf(f.size)*SectorSize-f.size); err != nil {
-			return cw.n, err
+		if err := streamio.Zeros(cw, sectorsOf(f.size)*SectorSize-f.size); err != nil {
+			return cw.N, err
 		}
 	}
-	return cw.n, zeros(cw, im.Size()-cw.n)
+	return cw.N, streamio.Zeros(cw, im.Size()-cw.N)
 }
 
 func padTo(b []byte, sectors int64) []byte {
 	return append(slices.Clone(b), make([]byte, int(sectors*SectorSize)-len(b))...)
-}
-
-type counter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *counter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
-var zeroBlock [64 << 10]byte
-
-func zeros(w io.Writer, n int64) error {
-	for n > 0 {
-		k := min(n, int64(len(zeroBlock)))
-		if _, err := w.Write(zeroBlock[:k]); err != nil {
-			return err
-		}
-		n -= k
-	}
-	return nil
 }

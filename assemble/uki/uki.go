@@ -22,6 +22,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/kiln-os/kiln/internal/streamio"
 )
 
 // Section is one section to append. Size is the exact number of bytes Body gives.
@@ -192,7 +194,7 @@ func Write(w io.Writer, arch string, stub io.ReaderAt, stubSize int64, sections 
 	}
 	written := end
 	for _, p := range add {
-		if err := pad(w, p.raw-written); err != nil {
+		if err := streamio.Zeros(w, p.raw-written); err != nil {
 			return err
 		}
 		n, err := io.Copy(w, io.LimitReader(p.Body, p.Size))
@@ -204,21 +206,7 @@ func Write(w io.Writer, arch string, stub io.ReaderAt, stubSize int64, sections 
 		}
 		written = p.raw + p.Size
 	}
-	return pad(w, raw-written)
+	return streamio.Zeros(w, raw-written)
 }
 
 func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
-
-var zeros [4096]byte
-
-// pad writes n zero bytes.
-func pad(w io.Writer, n int64) error {
-	for n > 0 {
-		k := min(n, int64(len(zeros)))
-		if _, err := w.Write(zeros[:k]); err != nil {
-			return err
-		}
-		n -= k
-	}
-	return nil
-}

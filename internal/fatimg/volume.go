@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf16"
+
+	"github.com/kiln-os/kiln/internal/streamio"
 )
 
 // Entry is a file or folder of a Volume, by its slash-separated path from the root
@@ -590,7 +592,7 @@ func (v *Volume) WriteTo(w io.Writer) (int64, error) {
 			return 0, err
 		}
 	}
-	cw := &countWriter{w: w}
+	cw := &streamio.Counter{W: w}
 	boot := v.bootSector()
 	fat := v.fatBytes()
 	parts := [][]byte{boot}
@@ -610,46 +612,21 @@ func (v *Volume) WriteTo(w io.Writer) (int64, error) {
 	}
 	for _, p := range parts {
 		if _, err := cw.Write(p); err != nil {
-			return cw.n, err
+			return cw.N, err
 		}
 	}
 	cb := int64(v.spc * sectorSize)
 	for _, f := range v.files {
 		n, err := io.Copy(cw, io.LimitReader(f.body, f.size))
 		if err != nil {
-			return cw.n, fmt.Errorf("fatimg: writing %s: %w", f.name, err)
+			return cw.N, fmt.Errorf("fatimg: writing %s: %w", f.name, err)
 		}
 		if n != f.size {
-			return cw.n, fmt.Errorf("fatimg: %s: got %d bytes, want %d", f.name, n, f.size)
+			return cw.N, fmt.Errorf("fatimg: %s: got %d bytes, want %d", f.name, n, f.size)
 		}
-		if err := zeros(cw, int64(f.nclus)*cb-f.size); err != nil {
-			return cw.n, err
+		if err := streamio.Zeros(cw, int64(f.nclus)*cb-f.size); err != nil {
+			return cw.N, err
 		}
 	}
-	return cw.n, zeros(cw, v.Size()-cw.n)
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
-var zeroBlock [64 << 10]byte
-
-// zeros writes n zero bytes.
-func zeros(w io.Writer, n int64) error {
-	for n > 0 {
-		k := min(n, int64(len(zeroBlock)))
-		if _, err := w.Write(zeroBlock[:k]); err != nil {
-			return err
-		}
-		n -= k
-	}
-	return nil
+	return cw.N, streamio.Zeros(cw, v.Size()-cw.N)
 }
