@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/kiln-os/kiln/assemble/gpt"
 	"github.com/kiln-os/kiln/assemble/iso"
 	"github.com/kiln-os/kiln/assemble/uki"
@@ -24,6 +25,7 @@ import (
 	"github.com/kiln-os/kiln/internal/atomicfile"
 	"github.com/kiln-os/kiln/internal/fatimg"
 	"github.com/kiln-os/kiln/internal/layers"
+	"github.com/kiln-os/kiln/internal/ocicache"
 )
 
 // Bootable media (see docs/formats.md). Each medium splits the system stream as
@@ -137,6 +139,24 @@ func (b *builder) loadBootFiles(ctx context.Context, res resolution, lock *lockF
 		}
 	}
 	return &bootFiles{ref: ref, files: files}, nil
+}
+
+// ImageFiles reads the regular files named by want (paths without a leading slash) from the
+// image ref for linux/arch in cache, such as the iPXE binaries of the bootloaders image that
+// kiln serve hands out. Files an image lacks are left out of the map. They are held in memory
+// (at most 16 MiB each).
+func ImageFiles(ctx context.Context, cache *ocicache.Cache, ref, arch string, want []string) (map[string][]byte, error) {
+	img, _, err := cache.Image(ref, &v1.Platform{OS: "linux", Architecture: arch})
+	if err != nil {
+		return nil, fmt.Errorf("%s variant: %w", arch, err)
+	}
+	files := map[string][]byte{}
+	for i, l := range ImageLayers(img, ref) {
+		if err := readLayerFiles(ctx, l, want, files); err != nil {
+			return nil, fmt.Errorf("image %s, layer %d: %w", ref, i+1, err)
+		}
+	}
+	return files, nil
 }
 
 // readLayerFiles reads the regular files named want from one layer's tar into files (a

@@ -11,14 +11,14 @@
 # foreign architectures), seabios and ipxe-qemu (QEMU's BIOS and NIC boot ROMs), ovmf and
 # qemu-efi-aarch64 (EFI firmware), qemu-utils (qemu-img). dosfstools, mtools and xorriso make
 # the FAT and ISO9660 config drives services/metadata's tests read, and check the FAT volumes kiln writes; gdisk (sgdisk -v) checks its GPT disks. e2fsprogs formats and checks
-# services/disk's test disks. services/sshd's tests log in with OpenSSH's ssh and scp. chrony is only downloaded and unpacked into bin/chrony, never
+# services/disk's test disks. services/sshd's tests log in with OpenSSH's ssh and scp. curl is the TFTP and HTTP client of kiln serve's tests. chrony is only downloaded and unpacked into bin/chrony, never
 # installed: services/time's tests run its chronyd on 127.0.0.1 (KILN_CHRONYD), and an installed
 # chrony service would ask Debian's NTP pool and set this machine's clock.
 set -euo pipefail
 need=()
 for p in cpio libarchive-tools git make gcc libc6-dev libseccomp-dev mmdebstrap qemu-user-static \
 	arch-test qemu-system-x86 qemu-system-arm qemu-system-misc seabios ipxe-qemu ovmf qemu-efi-aarch64 \
-	qemu-utils xz-utils kmod dosfstools mtools xorriso e2fsprogs openssh-client gdisk; do
+	qemu-utils xz-utils kmod dosfstools mtools xorriso e2fsprogs openssh-client gdisk curl; do
 	dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if ((${#need[@]})); then

@@ -30,6 +30,7 @@ func commands() []command {
 		{"validate", "kiln validate FILE.yml...", "check YAML files without resolving images", runValidate},
 		{"pkg", "kiln pkg build|show-tag|manifest [flags] DIR...", "build packages (OCI images) with BuildKit", runPkg},
 		{"builder", "kiln builder start|stop|status|certs", "manage the local BuildKit daemon and builder certificates", runBuilder},
+		{"serve", serveUsage, "serve built systems to machines that boot from the network (iPXE, PXE)", runServe},
 		{"run", "kiln run qemu [flags] PREFIX | KERNEL [INITRD]", "boot a built system locally in QEMU", runRun},
 		{"cache", "kiln cache ls|rm|clean|repair|import|export|pull|push ...", "manage the local OCI image cache", runCache},
 		{"version", "kiln version", "print kiln's version", runVersion},
