@@ -14,7 +14,7 @@ import (
 	"golang.org/x/term"
 )
 
-const runUsage = "kiln run qemu [flags] PREFIX | MEDIUM | KERNEL [INITRD]"
+const runUsage = "kiln run qemu [flags] PREFIX | MEDIUM | KERNEL [INITRD] | -netboot URL"
 
 func runRun(ctx context.Context, args []string) error {
 	if len(args) == 0 {
@@ -57,6 +57,8 @@ func runQemu(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	bin := fs.String("qemu", "", "QEMU binary to run (default qemu-system-ARCH from PATH)")
 	accel := fs.String("accel", "tcg", "QEMU accelerator")
 	firmware := fs.String("firmware", "", "firmware for a boot medium: bios or efi (default: from its name, NAME-efi.img is efi; else bios on amd64, efi on arm64)")
+	netboot := fs.String("netboot", "", "boot from the network instead: QEMU's DHCP hands the NIC this boot file; under BIOS its iPXE\n"+
+		"ROM fetches an HTTP URL, such as kiln serve's http://10.0.2.2:PORT/boot.ipxe (10.0.2.2 is this machine)")
 	verbose := fs.Bool("v", false, "print the QEMU command line before booting")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -82,9 +84,21 @@ func runQemu(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 		cfg.PortForwards = append(cfg.PortForwards, f)
 	}
-	files, err := bootFiles(fs.Args())
-	if err != nil {
-		return err
+	var files boot
+	if *netboot != "" {
+		if fs.NArg() > 0 {
+			return usageError{"-netboot: the kernel comes from the network; give no PREFIX, MEDIUM or KERNEL"}
+		}
+		if *appendCmdline != "" {
+			return usageError{"-cmdline-append: a network boot's command line comes from its server (kiln serve: the machine's cmdline file)"}
+		}
+		cfg.Netboot = *netboot
+		cfg.Firmware = *firmware
+	} else {
+		var err error
+		if files, err = bootFiles(fs.Args()); err != nil {
+			return err
+		}
 	}
 	if *data != "" {
 		drive, err := configDrive(*data)
@@ -102,7 +116,7 @@ func runQemu(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		if *firmware != "" {
 			cfg.Firmware = *firmware
 		}
-	} else {
+	} else if *netboot == "" {
 		if *firmware != "" {
 			return usageError{"-firmware: only a boot medium (a disk image, ISO or UKI) boots through firmware"}
 		}

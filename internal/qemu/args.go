@@ -54,9 +54,13 @@ func buildArgs(c Config) []string {
 	}
 	args = append(args, machine...)
 	args = append(args, "-m", c.Memory, "-smp", strconv.Itoa(c.CPUs))
-	if c.Medium != nil {
+	switch {
+	case c.Medium != nil:
+		args = append(args, firmwareArgs(c)...)
 		args = append(args, mediumArgs(c)...)
-	} else {
+	case c.Netboot != "":
+		args = append(args, firmwareArgs(c)...)
+	default:
 		args = append(args, "-kernel", c.Kernel)
 		if c.Initrd != "" {
 			args = append(args, "-initrd", c.Initrd)
@@ -98,23 +102,23 @@ func buildArgs(c Config) []string {
 		for _, f := range c.PortForwards {
 			netdev += ",hostfwd=" + f.Proto + ":" + f.HostAddr + ":" + strconv.Itoa(f.Host) + "-:" + strconv.Itoa(f.Guest)
 		}
-		args = append(args, "-netdev", netdev, "-device", "virtio-net-"+a.bus+",netdev=net0")
+		nic := "virtio-net-" + a.bus + ",netdev=net0"
+		if c.Netboot != "" {
+			// QEMU's DHCP puts the boot file into its answers; the firmware boots the NIC first.
+			netdev += ",bootfile=" + c.Netboot
+			nic += ",bootindex=1"
+		}
+		args = append(args, "-netdev", netdev, "-device", nic)
 	}
 	return append(args, c.ExtraArgs...)
 }
 
-// mediumArgs boots c.Medium through c.Firmware. The medium is attached with snapshot=on: the
-// guest's writes go to a temporary file and the image stays as kiln build wrote it. EFI's
-// variable store is a temporary copy of the firmware's template, the same way.
+// mediumArgs attaches c.Medium for the firmware to boot. The medium is attached with
+// snapshot=on: the guest's writes go to a temporary file and the image stays as kiln build
+// wrote it.
 func mediumArgs(c Config) []string {
 	a := arches[c.Arch]
 	var args []string
-	if c.Firmware == "efi" {
-		fw := EFIFirmware[c.Arch]
-		args = append(args,
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+escape(fw.Code),
-			"-drive", "if=pflash,format=raw,unit=1,snapshot=on,file="+escape(fw.Vars))
-	}
 	m := c.Medium
 	switch m.Kind {
 	case "efi":
@@ -131,6 +135,19 @@ func mediumArgs(c Config) []string {
 			"-device", "scsi-cd,bus=scsi0.0,drive=boot,bootindex=1")
 	}
 	return args
+}
+
+// firmwareArgs loads EFI firmware when c asks for it (BIOS is QEMU's default). Its variable
+// store is attached with snapshot=on: writes go to a temporary copy of the template.
+func firmwareArgs(c Config) []string {
+	if c.Firmware != "efi" {
+		return nil
+	}
+	fw := EFIFirmware[c.Arch]
+	return []string{
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + escape(fw.Code),
+		"-drive", "if=pflash,format=raw,unit=1,snapshot=on,file=" + escape(fw.Vars),
+	}
 }
 
 // escape doubles commas, which QEMU's option syntax reads as separators.

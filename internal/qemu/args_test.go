@@ -104,6 +104,11 @@ func TestArgs(t *testing.T) {
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+aavmf.Code,
 			"-drive", "if=pflash,format=raw,unit=1,snapshot=on,file="+aavmf.Vars,
 			"-kernel", "D/disk.img", "-serial", "stdio", rng("pci")),
+	}, {
+		name: "amd64 network boot through BIOS's iPXE ROM",
+		cfg:  Config{Arch: "amd64", Netboot: "http://10.0.2.2:8080/boot.ipxe"},
+		want: flat("qemu-system-x86_64", common, "-M", "q35", "-m", "1024M", "-smp", "1", "-serial", "stdio", rng("pci"),
+			"-netdev", "user,id=net0,bootfile=http://10.0.2.2:8080/boot.ipxe", "-device", "virtio-net-pci,netdev=net0,bootindex=1"),
 	}}...)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -176,6 +181,9 @@ func TestArgsErrors(t *testing.T) {
 		{"s390x EFI", Config{Arch: "s390x", Firmware: "efi", Medium: &Medium{Path: "D/disk.img", Kind: "cdrom"}}, "s390x has no EFI"},
 		{"UKI with BIOS", Config{Arch: "amd64", Firmware: "bios", Medium: &Medium{Path: "D/disk.img", Kind: "efi"}}, "boots with firmware efi"},
 		{"missing kernel", Config{Kernel: "D/nope"}, "no such file"},
+		{"netboot and kernel", Config{Kernel: "D/bzImage", Netboot: "http://h/boot.ipxe"}, "gets its kernel and command line from the server"},
+		{"netboot file with a comma", Config{Netboot: "http://h/a,b"}, "without commas or spaces"},
+		{"netboot arm64 BIOS", Config{Arch: "arm64", Firmware: "bios", Netboot: "boot.efi"}, "arm64 has no BIOS"},
 		{"wrong arch", Config{Arch: "arm64", Kernel: "D/bzImage"}, "is an amd64 kernel (bzimage) but architecture arm64 was asked for"},
 		{"ELF without PVH", Config{Kernel: "D/vmlinux-nopvh"}, "without a PVH entry note"},
 		{"unsupported arch", Config{Arch: "riscv64", Kernel: "D/random"}, `architecture "riscv64" is not supported`},

@@ -68,6 +68,11 @@ type Config struct {
 	// Firmware is "bios" (QEMU's default firmware: SeaBIOS on amd64) or "efi" (OVMF on amd64,
 	// AAVMF on arm64, from Debian's ovmf and qemu-efi-aarch64 packages). Only with Medium.
 	Firmware string
+	// Netboot, instead of a kernel or a medium, boots from the network: QEMU's user-mode DHCP
+	// hands the NIC this boot file name. Under BIOS (amd64) the NIC's iPXE ROM fetches it, so
+	// an HTTP URL of an iPXE script works (kiln serve's http://10.0.2.2:PORT/boot.ipxe); EFI
+	// and s390x's firmware fetch it by TFTP from 10.0.2.2.
+	Netboot string
 }
 
 // Medium is a boot medium.
@@ -212,6 +217,9 @@ func resolve(c Config) (Config, KernelInfo, error) {
 	if c.Medium != nil {
 		return resolveMedium(c)
 	}
+	if c.Netboot != "" {
+		return resolveNetboot(c)
+	}
 	if c.Firmware != "" {
 		return c, KernelInfo{}, fmt.Errorf("firmware %s: only a boot medium (a disk image, ISO or UKI) goes through firmware; a kernel boots directly", c.Firmware)
 	}
@@ -250,18 +258,29 @@ func resolve(c Config) (Config, KernelInfo, error) {
 	return c, info, nil
 }
 
+// resolveNetboot checks a boot from the network.
+func resolveNetboot(c Config) (Config, KernelInfo, error) {
+	if c.Kernel != "" || c.Initrd != "" || c.Cmdline != "" {
+		return c, KernelInfo{}, errors.New("a network boot gets its kernel and command line from the server: give no kernel, initrd or command line with it")
+	}
+	if len(c.Netboot) > 127 || strings.ContainsAny(c.Netboot, ", \t\n") {
+		return c, KernelInfo{}, fmt.Errorf("boot file %q: want at most 127 characters without commas or spaces (QEMU's DHCP carries it in 128 bytes)", c.Netboot)
+	}
+	c, err := resolveFirmwareArch(c)
+	if err != nil {
+		return c, KernelInfo{}, err
+	}
+	c.Network = true
+	c, err = resolveMachine(c)
+	return c, KernelInfo{}, err
+}
+
 // resolveMedium checks a boot through firmware.
 func resolveMedium(c Config) (Config, KernelInfo, error) {
 	m := *c.Medium
 	c.Medium = &m
 	if c.Kernel != "" || c.Initrd != "" || c.Cmdline != "" {
 		return c, KernelInfo{}, errors.New("a boot medium carries its own kernel and command line: give no kernel, initrd or command line with it")
-	}
-	if c.Arch == "" {
-		c.Arch = runtime.GOARCH
-	}
-	if _, ok := arches[c.Arch]; !ok {
-		return c, KernelInfo{}, fmt.Errorf("architecture %q is not supported; want one of %s", c.Arch, strings.Join(Arches(), ", "))
 	}
 	if _, err := os.Stat(m.Path); err != nil {
 		return c, KernelInfo{}, fmt.Errorf("boot medium: %w", err)
@@ -287,6 +306,22 @@ func resolveMedium(c Config) (Config, KernelInfo, error) {
 	default:
 		return c, KernelInfo{}, fmt.Errorf("boot medium %s: kind %q, want disk, cdrom or efi", m.Path, m.Kind)
 	}
+	c, err := resolveFirmwareArch(c)
+	if err != nil {
+		return c, KernelInfo{}, err
+	}
+	c, err = resolveMachine(c)
+	return c, KernelInfo{}, err
+}
+
+// resolveFirmwareArch checks the architecture and picks or checks the firmware.
+func resolveFirmwareArch(c Config) (Config, error) {
+	if c.Arch == "" {
+		c.Arch = runtime.GOARCH
+	}
+	if _, ok := arches[c.Arch]; !ok {
+		return c, fmt.Errorf("architecture %q is not supported; want one of %s", c.Arch, strings.Join(Arches(), ", "))
+	}
 	switch c.Firmware {
 	case "":
 		c.Firmware = "bios"
@@ -298,23 +333,22 @@ func resolveMedium(c Config) (Config, KernelInfo, error) {
 		}
 	case "bios", "efi":
 	default:
-		return c, KernelInfo{}, fmt.Errorf("firmware %q: want bios or efi", c.Firmware)
+		return c, fmt.Errorf("firmware %q: want bios or efi", c.Firmware)
 	}
 	switch {
 	case c.Firmware == "bios" && c.Arch == "arm64":
-		return c, KernelInfo{}, errors.New("arm64 has no BIOS: boot an EFI medium with firmware efi")
+		return c, errors.New("arm64 has no BIOS: boot an EFI medium with firmware efi")
 	case c.Firmware == "efi" && c.Arch == "s390x":
-		return c, KernelInfo{}, errors.New("s390x has no EFI: its firmware IPLs an ISO or a disk")
+		return c, errors.New("s390x has no EFI: its firmware IPLs an ISO or a disk")
 	case c.Firmware == "efi":
 		fw := EFIFirmware[c.Arch]
 		for _, f := range []string{fw.Code, fw.Vars} {
 			if _, err := os.Stat(f); err != nil {
-				return c, KernelInfo{}, fmt.Errorf("EFI firmware for %s: %w (apt-get install %s)", c.Arch, err, fw.Package)
+				return c, fmt.Errorf("EFI firmware for %s: %w (apt-get install %s)", c.Arch, err, fw.Package)
 			}
 		}
 	}
-	c, err := resolveMachine(c)
-	return c, KernelInfo{}, err
+	return c, nil
 }
 
 // resolveMachine checks and completes memory, CPUs, accelerator, disks and port forwards.
