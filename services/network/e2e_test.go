@@ -402,6 +402,40 @@ func TestDHCP(t *testing.T) {
 	}
 }
 
+// TestEarlyStep: -onboot -if-cmdline PARAM does nothing without PARAM on the command line;
+// with it, it gets the lease, and the usual -onboot after it keeps that lease (no new request
+// to the server) and writes the files again.
+func TestEarlyStep(t *testing.T) {
+	needRoot(t)
+	ts := &testServer{lease: 60 * time.Second, t1: 30 * time.Second, t2: 50 * time.Second}
+	cliNS, _ := serve(t, ts)
+
+	without := newPaths(t, "console=ttyS0")
+	if out := run(t, cliNS, without.args("-onboot", "-timeout", "3s", "-if-cmdline", "kiln.metadata.url")...); out != "" {
+		t.Errorf("without the parameter it said %q, want nothing", out)
+	}
+	if _, err := os.Stat(without.resolv); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("without the parameter it wrote %s: %v", without.resolv, err)
+	}
+
+	p := newPaths(t, "console=ttyS0 kiln.metadata.url=http://192.0.2.1/seed/")
+	out := run(t, cliNS, p.args("-onboot", "-timeout", "3s", "-if-cmdline", "kiln.metadata.url")...)
+	if !strings.Contains(out, "eth0: 192.0.2.10/24 via 192.0.2.1") {
+		t.Errorf("the early step said %q, want eth0's lease", out)
+	}
+	if err := os.Remove(p.resolv); err != nil {
+		t.Fatal(err)
+	}
+	ts.mode.Store(silent) // a second request would get no answer
+	out = run(t, cliNS, p.args("-onboot", "-timeout", "3s")...)
+	if !strings.Contains(out, "eth0: 192.0.2.10/24 via 192.0.2.1") || !strings.Contains(out, "(kept from the earlier onboot step)") {
+		t.Errorf("the usual step said %q, want eth0's lease kept", out)
+	}
+	if got := readFile(t, p.resolv); !strings.Contains(got, "nameserver 192.0.2.53") {
+		t.Errorf("resolv.conf after the usual step:\n%s", got)
+	}
+}
+
 // TestRebindAndExpiry: a server that ignores renewals makes the renewer rebind at T2; a server
 // that is gone makes the lease run out, and the address goes with it.
 func TestRebindAndExpiry(t *testing.T) {

@@ -4,7 +4,7 @@
 // and waits for the leases before the services start, and as a service (-renew), which renews
 // them.
 //
-//	network -onboot [-timeout 30s]
+//	network -onboot [-timeout 30s] [-if-cmdline PARAM]
 //	network -renew
 //
 // -onboot sets lo up, then picks the interfaces: those named by kiln.net=eth0,eth1 on the
@@ -41,6 +41,12 @@
 // hostname is the whole host name (the kernel would keep what comes before the first dot).
 // server-ip (the NFS server) is not used. IPv4 only. A setting that is wrong is said on the
 // console, naming its file and line or the ip= parameter, and its interface gets DHCP.
+//
+// -if-cmdline PARAM makes -onboot do nothing unless the kernel command line has PARAM= (or
+// PARAM alone): a system that netboots with kiln.metadata.url= runs it before the metadata
+// service, which then reaches its HTTP seed, and runs the usual -onboot after it. That later
+// run keeps the DHCP leases the early one got (their files in -run-dir) instead of asking
+// again, and applies the static settings again, the metadata's file included.
 //
 // -renew renews every lease that -onboot wrote: at T1 it asks the lease's server (RENEWING), at
 // T2 any server (REBINDING, a new request), and when the lease runs out it removes the address
@@ -105,6 +111,7 @@ type Env struct {
 	Resolv       string        // /run/resolvconf/resolv.conf
 	HostnameFile string        // written with the host name when not ""
 	Timeout      time.Duration // how long -onboot waits for leases
+	IfCmdline    string        // -onboot does nothing unless the command line has this parameter
 	Log          func(format string, args ...any)
 }
 
@@ -125,6 +132,8 @@ func runMain(args []string, stderr io.Writer) int {
 	fs.StringVar(&env.ConfigDir, "config-dir", "/run/config", "the metadata service's folder (its hostname file)")
 	fs.StringVar(&env.Resolv, "resolv", "/run/resolvconf/resolv.conf", "the resolv.conf to write")
 	fs.StringVar(&env.HostnameFile, "hostname-file", "", "a file to write the host name to (/etc/hostname); none when empty")
+	fs.StringVar(&env.IfCmdline, "if-cmdline", "", "with -onboot: do nothing unless the kernel command line has this parameter\n"+
+		"(an early step before the metadata service: -if-cmdline kiln.metadata.url)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: network -onboot [-timeout 30s] | network -renew   (see the flags below)")
 		fs.PrintDefaults()

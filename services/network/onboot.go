@@ -23,15 +23,34 @@ func Onboot(ctx context.Context, env Env) error {
 	if err != nil {
 		env.Log("the kernel command line: %v; not read", err)
 	}
+	if env.IfCmdline != "" && !hasParam(string(cmdline), env.IfCmdline) {
+		return nil
+	}
+	earlier := map[string]*Lease{}
+	if env.IfCmdline == "" {
+		old, err := loadLeases(env.RunDir, env.Log)
+		if err != nil {
+			env.Log("the leases of an earlier step: %v; asking again", err)
+		}
+		for _, l := range old {
+			if !l.Static {
+				earlier[l.Interface] = l
+			}
+		}
+	}
 	names := pickInterfaces(env, string(cmdline))
 	staticFile := filepath.Join(env.ConfigDir, "network", "static")
 	static := StaticLeases(settingTexts(string(cmdline), staticFile, readStaticFile(staticFile, env.Log)), names, env.Log)
 	leases := make([]*Lease, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
-		if s := static[name]; s != nil {
-			wg.Go(func() { leases[i] = configureStatic(env, s) })
-		} else {
+		switch l := earlier[name]; {
+		case static[name] != nil:
+			wg.Go(func() { leases[i] = configureStatic(env, static[name]) })
+		case l != nil:
+			env.Log("%s: %s (kept from the earlier onboot step)", name, l.Summary())
+			leases[i] = l
+		default:
 			wg.Go(func() { leases[i] = configure(ctx, env, name) })
 		}
 	}
@@ -52,6 +71,16 @@ func Onboot(ctx context.Context, env Env) error {
 	}
 	setHostname(env, got)
 	return nil
+}
+
+// hasParam reports whether the command line has the parameter name, alone or as name=VALUE.
+func hasParam(cmdline, name string) bool {
+	for _, f := range strings.Fields(cmdline) {
+		if f == name || strings.HasPrefix(f, name+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 // pickInterfaces is the interfaces to configure, as kiln.net= on the kernel command line says
