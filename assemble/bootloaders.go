@@ -4,4 +4,4 @@ package assemble
 // default: tools/bootloaders at the tag of this source tree (kiln pkg build
 // tools/bootloaders makes it). A test checks that it follows the folder: when
 // tools/bootloaders changes, set it to `kiln pkg show-tag tools/bootloaders`.
-const DefaultBootloaders = "kiln/bootloaders:7b76a2b6da009ffc3aa19db1d49fbb8dd162283f"
+const DefaultBootloaders = "kiln/bootloaders:61425f087ea5abcf7771ce133193de2f12e29dee"
