@@ -18,6 +18,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/kiln-os/kiln/assemble/gpt"
+	"github.com/kiln-os/kiln/assemble/ipl"
 	"github.com/kiln-os/kiln/assemble/iso"
 	"github.com/kiln-os/kiln/assemble/uki"
 	"github.com/kiln-os/kiln/assemble/vdisk"
@@ -47,6 +48,7 @@ func QCOW2BIOSFile(prefix string) string    { return prefix + "-bios.qcow2" }
 func ISOBIOSFile(prefix string) string      { return prefix + ".iso" }
 func ISOEFIFile(prefix string) string       { return prefix + "-efi.iso" }
 func ISOEFIInitrdFile(prefix string) string { return prefix + "-efi-initrd.iso" }
+func ISOIPLFile(prefix string) string       { return prefix + "-ipl.iso" }
 
 // bootNeed says what a format needs from the bootloaders package.
 type bootNeed int
@@ -310,6 +312,8 @@ func (m *medium) write() error {
 		return m.writeISOEFIInitrd(m.out)
 	case "iso-bios":
 		return m.writeISOBIOS(m.out)
+	case "iso-ipl":
+		return m.writeISOIPL(m.out)
 	}
 	return fmt.Errorf("no writer for format %s", m.format)
 }
@@ -648,6 +652,49 @@ func (m *medium) writeISOBIOS(w io.Writer) error {
 			{Path: "ISOLINUX/LDLINUX.C32", Data: boot[ldlinuxFile]},
 			{Path: "ISOLINUX/ISOLINUX.CFG", Data: []byte(cfg)},
 		})
+	if err != nil {
+		return err
+	}
+	_, err = im.WriteTo(w)
+	return err
+}
+
+// writeISOIPL writes the ISO an s390x machine IPLs: one El Torito entry whose image,
+// BOOT/KILN.IMG (a visible file, which s390's firmware loads whole), is the kernel with its
+// command line and the initramfs (package ipl).
+func (m *medium) writeISOIPL(w io.Writer) error {
+	cmdline, err := m.readCmdline()
+	if err != nil {
+		return err
+	}
+	kernelSize, err := rewind(m.kernel)
+	if err != nil {
+		return err
+	}
+	initrdSize, err := rewind(m.initrd)
+	if err != nil {
+		return err
+	}
+	line := strings.Join(strings.Fields(string(cmdline)), " ")
+	size := ipl.Size(kernelSize, initrdSize)
+	pr, pw := io.Pipe()
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		_, err := ipl.Write(pw, layers.ContextReader(m.o.ctx, m.kernel), kernelSize, layers.ContextReader(m.o.ctx, m.initrd), initrdSize, line)
+		pw.CloseWithError(err)
+	}()
+	defer func() {
+		pr.CloseWithError(errors.New("the ISO writer stopped"))
+		<-finished
+	}()
+	seed := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d\x00%d\x00%s", m.o.name, kernelSize, initrdSize, cmdline)))
+	const image = "BOOT/KILN.IMG"
+	im, err := iso.New(iso.Options{VolumeID: volumeID(m.o.name), ModTime: m.o.mtime, Seed: seed[:],
+		// s390's firmware takes platform 0-2 (not EFI's), and needs a non-zero sector count
+		// although it loads the whole file.
+		Boot: []iso.Boot{{Platform: iso.PlatformBIOS, Path: image, LoadSectors: uint16(min(0xFFFF, (size+511)/512))}}},
+		[]iso.File{{Path: image, Size: size, Body: pr}})
 	if err != nil {
 		return err
 	}

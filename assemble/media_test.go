@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"debug/pe"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/kiln-os/kiln/assemble/ipl"
 	"github.com/kiln-os/kiln/assemble/uki/ukitest"
 	"github.com/kiln-os/kiln/internal/ocicache"
 	"github.com/kiln-os/kiln/internal/testenv"
@@ -235,7 +238,7 @@ func TestMediaErrors(t *testing.T) {
 		name, formats, arch, bootloaders string
 		want                             string
 	}{
-		{"s390x has no EFI", "uki", "s390x", testBootloaders, "format uki boots amd64 and arm64 only, not s390x; s390x boots kernel+initrd"},
+		{"s390x has no EFI", "uki", "s390x", testBootloaders, "format uki boots amd64 and arm64 only, not s390x; for s390x use iso-ipl"},
 		{"arm64 has no BIOS", "iso-bios", "arm64", testBootloaders, "format iso-bios boots amd64 only, not arm64; for arm64 use uki, raw-efi, qcow2-efi, vhd"},
 		{"no ISOLINUX", "iso-bios", "amd64", "kiln/test-app:v1", "has no /bios/isolinux.bin for amd64"},
 		{"no bootloaders", "raw-efi", "amd64", "", "needs the boot loaders image"},
@@ -256,5 +259,69 @@ func TestMediaErrors(t *testing.T) {
 	}
 	if _, err := LookupFormats("iso-nope"); err == nil || !strings.Contains(err.Error(), `unknown output format "iso-nope"`) {
 		t.Errorf("unknown format: %v", err)
+	}
+}
+
+// TestMediaIPL builds iso-ipl for s390x from a stand-in s390 kernel (its magic, a 4 KiB
+// command line area): the ISO's one El Torito entry is BOOT/KILN.IMG, a visible file, and
+// that file is the kernel with its parameter area patched and the initramfs appended, as
+// package ipl writes them from kernel+initrd's files. Two builds give the same bytes.
+func TestMediaIPL(t *testing.T) {
+	cache := seedCache(t)
+	k := bytes.Repeat([]byte{0xA5}, 0x10480+4096+300)
+	copy(k[8:], []byte{0x02, 0, 0, 0x18, 0x60, 0, 0, 0x50, 0x02, 0, 0, 0x68, 0x60, 0, 0, 0x50, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40})
+	binary.BigEndian.PutUint64(k[0x10430:], 4096)
+	copy(k[0x10480:], "root=/dev/ram0 ro\x00")
+	for ref, img := range map[string]v1.Image{
+		"kiln/test-kernel:s390x": testImage(t, "s390x", v1.Config{}, []file{reg("kernel", string(k))}),
+		"kiln/test-init:s390x":   testImage(t, "s390x", v1.Config{}, []file{exe("init", "#!init"), dir("etc"), reg("etc/os-release", "ID=kiln\n")}),
+	} {
+		if _, err := cache.WriteImage(ref, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	yml := writeYAML(t, "kernel:\n  image: kiln/test-kernel:s390x\n  tar: none\n  cmdline: console=ttysclp0 kiln.x=1\ninit:\n  - kiln/test-init:s390x\n")
+	out := t.TempDir()
+	opt := Options{Files: []string{yml}, Dir: out, Cache: cache, Arch: "s390x", Formats: mediaFormats(t, "kernel+initrd,iso-ipl"), Epoch: time.Unix(1700000000, 0)}
+	if _, err := build(t, opt); err != nil {
+		t.Fatal(err)
+	}
+	again := t.TempDir()
+	opt.Dir = again
+	if _, err := build(t, opt); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(out, filepath.Base(strings.TrimSuffix(yml, ".yml")))
+	read := func(p string) []byte {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	isoFile := ISOIPLFile(p)
+	if !bytes.Equal(read(isoFile), read(filepath.Join(again, filepath.Base(isoFile)))) {
+		t.Error("iso-ipl differs between two builds")
+	}
+	var want bytes.Buffer
+	kernel, initrd := read(KernelFile(p)), read(InitrdFile(p))
+	if _, err := ipl.Write(&want, bytes.NewReader(kernel), int64(len(kernel)), bytes.NewReader(initrd), int64(len(initrd)), "console=ttysclp0 kiln.x=1"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.NeedTool(t, "xorriso", "xorriso")
+	dir := t.TempDir()
+	report, err := exec.Command("xorriso", "-osirrox", "on", "-indev", isoFile, "-report_el_torito", "plain", "-extract", "/", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("xorriso: %v\n%s", err, report)
+	}
+	sectors := fmt.Sprintf("%d", (want.Len()+511)/512)
+	if !strings.Contains(string(report), "El Torito boot img :   1  BIOS  y   none  0x0000  0x00  "+strings.Repeat(" ", max(0, 5-len(sectors)))+sectors) {
+		t.Errorf("no BIOS-platform entry loading %s sectors:\n%s", sectors, report)
+	}
+	if !strings.Contains(string(report), "El Torito img path :   1  /BOOT/KILN.IMG") {
+		t.Errorf("the boot image is not the visible file /BOOT/KILN.IMG:\n%s", report)
+	}
+	if !bytes.Equal(read(filepath.Join(dir, "BOOT", "KILN.IMG")), want.Bytes()) {
+		t.Error("BOOT/KILN.IMG is not the kernel with its command line and the initramfs")
 	}
 }

@@ -104,6 +104,9 @@ func Formats() []Format {
 		{Name: "iso-bios", Files: ISOBIOSFile(n),
 			Help: "an ISO (CD, or a hybrid USB stick) that ISOLINUX boots from BIOS: the kernel, initramfs and command line",
 			open: openMedium("iso-bios", ISOBIOSFile), arches: []string{"amd64"}, boot: needBIOS},
+		{Name: "iso-ipl", Files: ISOIPLFile(n),
+			Help: "an ISO an s390x machine IPLs: the kernel image with the initramfs and command line in it (s390-tools' mk-s390image layout) as its El Torito entry",
+			open: openMedium("iso-ipl", ISOIPLFile), arches: []string{"s390x"}},
 	}
 }
 

@@ -116,6 +116,9 @@ func runQemu(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		if *firmware != "" {
 			cfg.Firmware = *firmware
 		}
+		if strings.HasSuffix(files.medium.Path, "-ipl.iso") && cfg.Arch == "" {
+			cfg.Arch = "s390x" // iso-ipl: only s390x IPLs it
+		}
 	} else if *netboot == "" {
 		if *firmware != "" {
 			return usageError{"-firmware: only a boot medium (a disk image, ISO or UKI) boots through firmware"}
@@ -162,7 +165,7 @@ type boot struct {
 }
 
 // mediumOf recognises the boot media kiln build writes by their names: NAME.efi (a UKI),
-// NAME[-efi|-efi-initrd].iso and NAME.iso, NAME-efi.img and NAME-bios.img, NAME-aws.raw,
+// NAME[-efi|-efi-initrd|-ipl].iso and NAME.iso, NAME-efi.img and NAME-bios.img, NAME-aws.raw,
 // .qcow2, .vhd and .vmdk disks. A name ending in "-bios" asks for BIOS firmware, and so does
 // a plain NAME.iso (iso-bios); every other medium kiln writes boots through EFI (the cloud
 // disks hold raw-efi's disk). Other names get no firmware from their name (-firmware, else

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ import (
 // bootable media kiln writes, for amd64 and for arm64's EFI, twice (the same bytes), and boots
 // each kind through its firmware: OVMF for the raw and qcow2 EFI disks and the EFI ISO (each
 // starts the UKI), SeaBIOS for GRUB's raw disk and the ISOLINUX ISO, AAVMF for arm64's raw EFI
-// disk. Each must reach "all services
+// disk (and, in make test-heavy, s390x's iso-ipl through its firmware's IPL). Each must reach "all services
 // up", power off from its console shell and show no failure anywhere on its console.
 func TestMediaBoots(t *testing.T) {
 	w := setup(t)
@@ -31,6 +32,9 @@ func TestMediaBoots(t *testing.T) {
 	}
 	build(out, "amd64", amd64)
 	build(out, "arm64", "raw-efi")
+	if slices.Contains(e2eArches, "s390x") { // make test-heavy
+		build(out, "s390x", "iso-ipl")
+	}
 
 	// Built again from the first build's lock: the same bytes, every format.
 	again := t.TempDir()
@@ -60,6 +64,12 @@ func TestMediaBoots(t *testing.T) {
 		{assemble.ISOEFIFile(p), "amd64", "efi", qemu.Medium{Kind: "cdrom"}},
 		{assemble.ISOBIOSFile(p), "amd64", "bios", qemu.Medium{Kind: "cdrom"}},
 		{assemble.RawEFIFile("media-arm64"), "arm64", "efi", qemu.Medium{Kind: "disk", Format: "raw"}},
+	}
+	if slices.Contains(e2eArches, "s390x") {
+		boots = append(boots, struct {
+			file, arch, firmware string
+			medium               qemu.Medium
+		}{assemble.ISOIPLFile("media-s390x"), "s390x", "bios", qemu.Medium{Kind: "cdrom"}})
 	}
 	for _, b := range boots {
 		t.Run(b.file, func(t *testing.T) {
