@@ -7,6 +7,9 @@
 //   - files: one image of 100,000 small files (256 B to 2 KiB), same formats;
 //   - small: five services from one 2 MiB image, built to kernel+initrd from a warm cache
 //     (the "small systems are instant" target: under 50 ms);
+//   - media: big's system built as kernel+initrd, then as each bootable medium alone (uki,
+//     raw-efi, qcow2-efi, iso-efi, raw-bios, iso-bios, with a stand-in bootloaders image):
+//     each medium's time over kernel+initrd's, and its peak memory;
 //   - with -pkgbench, -micro and -boot-system: internal/cmd/pkgbench, the Go micro-benchmarks
 //     of internal/archive and internal/layers, and QEMU boots (internal/cmd/bootcheck) of a
 //     real system built with each initramfs compression.
@@ -60,7 +63,7 @@ func main() {
 	flag.IntVar(&c.files, "files", 100000, "number of files in the small-files image")
 	flag.IntVar(&c.runs, "runs", 3, "builds per case of the big and small-files images (the median is reported)")
 	flag.IntVar(&c.smallRuns, "small-runs", 11, "builds per case of the five-container system, after one warm-up")
-	cases := flag.String("cases", "big,files,small", "cases to run, comma separated: big, files, small")
+	cases := flag.String("cases", "big,files,small,media", "cases to run, comma separated: big, files, small, media")
 	flag.BoolVar(&c.pkgbench, "pkgbench", false, "also run internal/cmd/pkgbench (go run) and report its median")
 	flag.BoolVar(&c.micro, "micro", false, "also run the Go micro-benchmarks of internal/archive and internal/layers (3 counts, medians)")
 	flag.StringVar(&c.bootSystem, "boot-system", "", "YAML file of a bootable system to build with each initramfs compression and boot in QEMU (internal/cmd/bootcheck)")
@@ -85,11 +88,11 @@ func (c *config) check(cases string) error {
 	}
 	for _, name := range strings.Split(cases, ",") {
 		switch name = strings.TrimSpace(name); name {
-		case "big", "files", "small":
+		case "big", "files", "small", "media":
 			c.cases = append(c.cases, name)
 		case "":
 		default:
-			return fmt.Errorf("-cases: unknown case %q; expected big, files or small", name)
+			return fmt.Errorf("-cases: unknown case %q; expected big, files, small or media", name)
 		}
 	}
 	switch {
@@ -121,6 +124,8 @@ func run(c config) error {
 			err = benchFiles(c, t)
 		case "small":
 			err = benchSmall(c, t)
+		case "media":
+			err = benchMedia(c, t)
 		}
 		if err != nil {
 			return fmt.Errorf("case %s: %w", name, err)
@@ -156,6 +161,16 @@ const bigSystem = "kernel:\n  image: kiln/bench-kernel:v1\n  cmdline: console=tt
 	"services:\n  - name: big\n    image: kiln/bench-big:v1\n"
 
 func benchBig(c config, t *table) error {
+	cache, content, err := seedBig(c)
+	if err != nil {
+		return err
+	}
+	what := fmt.Sprintf("%d MiB in %d layers (files of 4 KiB-4 MiB)", content>>20, c.layers)
+	return buildCases(c, t, cache, "big", bigSystem, what, content, c.runs, false)
+}
+
+// seedBig seeds the big case's cache once and returns it with its bytes of content.
+func seedBig(c config) (string, int64, error) {
 	cache := filepath.Join(c.dir, fmt.Sprintf("cache-%d-%d", c.size, c.layers))
 	content, err := seedOnce(cache, func(oc *ocicache.Cache, scratch string) (int64, error) {
 		var layers []v1.Layer
@@ -171,10 +186,9 @@ func benchBig(c config, t *table) error {
 		return total, writeImage(oc, "kiln/bench-big:v1", layers...)
 	})
 	if err != nil {
-		return fmt.Errorf("seeding: %w", err)
+		return "", 0, fmt.Errorf("seeding: %w", err)
 	}
-	what := fmt.Sprintf("%d MiB in %d layers (files of 4 KiB-4 MiB)", content>>20, c.layers)
-	return buildCases(c, t, cache, "big", bigSystem, what, content, c.runs, false)
+	return cache, content, nil
 }
 
 func benchFiles(c config, t *table) error {
