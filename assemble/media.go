@@ -208,7 +208,7 @@ type medium struct {
 
 func openMedium(format string, final func(prefix string) string) func(o *outputs, _ string) (archive.Writer, error) {
 	return func(o *outputs, _ string) (archive.Writer, error) {
-		m := &medium{kernelInitrd: kernelInitrd{o: o}, format: format}
+		m := &medium{kernelInitrd: kernelInitrd{o: o, sum: sha256.New()}, format: format}
 		var err error
 		for _, s := range []struct {
 			f    **atomicfile.File
@@ -235,6 +235,15 @@ func (m *medium) WriteEntry(e archive.Entry, body io.Reader) error {
 		body = bytes.NewReader(b)
 	}
 	return m.kernelInitrd.WriteEntry(e, body)
+}
+
+// seed is what a medium's GUIDs, serial numbers and disk IDs derive from: the format, the
+// SHA-256 of the kernel's and initramfs' bytes (hashed as they were written) and the command
+// line, so that the same system gives the same IDs and another system others.
+func (m *medium) seed(format, cmdline string) []byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%x\x00%s", format, m.sum.Sum(nil), cmdline)
+	return h.Sum(nil)
 }
 
 // readCmdline reads the command line back from its scratch file.
@@ -424,10 +433,10 @@ func (m *medium) writeRawBIOS(w io.Writer) error {
 		return err
 	}
 	cfg := "set timeout=0\nset default=0\nmenuentry kiln {\n  linux /boot/kernel " + strings.Join(quoted, " ") + "\n  initrd /boot/initrd.img\n}\n"
-	seed := sha256.Sum256([]byte(fmt.Sprintf("raw-bios\x00%s\x00%d\x00%d\x00%s", m.o.name, kernelSize, initrdSize, line)))
+	seed := m.seed("raw-bios", line)
 	size := espSize(kernelSize + initrdSize)
 	vol, err := fatimg.New(fatimg.Options{Label: "KILNBOOT", Bits: 32, Size: size, ModTime: m.o.mtime, HiddenSectors: 2 * coreLBA,
-		VolumeID: serial("kilnboot", seed[:])},
+		VolumeID: serial("kilnboot", seed)},
 		[]fatimg.Entry{
 			{Path: "boot/grub/grub.cfg", Size: int64(len(cfg)), Body: strings.NewReader(cfg)},
 			{Path: "boot/kernel", Size: kernelSize, Body: layers.ContextReader(m.o.ctx, m.kernel)},
@@ -438,7 +447,7 @@ func (m *medium) writeRawBIOS(w io.Writer) error {
 	}
 	pr, done := volumeReader(vol)
 	defer done()
-	return gpt.Write(w, gpt.Disk{Seed: seed[:], BootCode: boot, Active: true, Partitions: []gpt.Partition{
+	return gpt.Write(w, gpt.Disk{Seed: seed, BootCode: boot, Active: true, Partitions: []gpt.Partition{
 		{Name: "BIOS boot partition", Type: gpt.TypeBIOSBoot, Size: 1 << 20, Body: bytes.NewReader(core)},
 		{Name: "kiln boot", Type: gpt.TypeBasicData, Size: vol.Size(), Body: pr},
 	}})
@@ -469,7 +478,11 @@ func (m *medium) writeVirtualDisk() error {
 		return err
 	}
 	size = sw.off
-	id := []byte(fmt.Sprintf("%s\x00%d", m.o.name, size))
+	cmdline, err := m.readCmdline()
+	if err != nil {
+		return err
+	}
+	id := m.seed(m.format, string(cmdline))
 	f := raw.File
 	switch m.format {
 	case "qcow2-efi":
@@ -584,8 +597,8 @@ func (m *medium) writeISOEFIInitrd(w io.Writer) error {
 	loader := "default kiln.conf\ntimeout 0\n"
 	entry := "title " + m.o.name + "\nlinux /kernel\ninitrd /initrd.img\noptions " + line + "\n"
 	boot := m.o.boot.files[systemdBootFile]
-	seed := sha256.Sum256([]byte(fmt.Sprintf("iso-efi-initrd\x00%s\x00%d\x00%d\x00%s", m.o.name, kernelSize, initrdSize, line)))
-	return m.writeEFIISO(w, seed[:], []fatimg.Entry{
+	seed := m.seed("iso-efi-initrd", line)
+	return m.writeEFIISO(w, seed, []fatimg.Entry{
 		{Path: efiBootName[m.o.arch], Size: int64(len(boot)), Body: bytes.NewReader(boot)},
 		{Path: "loader/loader.conf", Size: int64(len(loader)), Body: strings.NewReader(loader)},
 		{Path: "loader/entries/kiln.conf", Size: int64(len(entry)), Body: strings.NewReader(entry)},
@@ -637,12 +650,10 @@ func (m *medium) writeISOBIOS(w io.Writer) error {
 	}
 	cfg := "DEFAULT kiln\nPROMPT 0\nTIMEOUT 0\nLABEL kiln\n  LINUX /BOOT/KERNEL\n  INITRD /BOOT/INITRD.IMG\n  APPEND " +
 		string(bytes.TrimSpace(cmdline)) + "\n"
-	// The MBR's disk ID: from what the medium holds (sizes and the command line; hashing the
-	// kernel and initramfs again would read them twice).
-	seed := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d\x00%d\x00%s", m.o.name, kernelSize, initrdSize, cmdline)))
+	seed := m.seed("iso-bios", string(cmdline))
 	boot := m.o.boot.files
 	const loader = "ISOLINUX/ISOLINUX.BIN"
-	im, err := iso.New(iso.Options{VolumeID: volumeID(m.o.name), ModTime: m.o.mtime, Seed: seed[:],
+	im, err := iso.New(iso.Options{VolumeID: volumeID(m.o.name), ModTime: m.o.mtime, Seed: seed,
 		Boot: []iso.Boot{{Platform: iso.PlatformBIOS, Path: loader, LoadSectors: 4, InfoTable: true}},
 		MBR:  &iso.MBR{Code: boot[isohybridFile], BootFile: loader}},
 		[]iso.File{
@@ -688,9 +699,9 @@ func (m *medium) writeISOIPL(w io.Writer) error {
 		pr.CloseWithError(errors.New("the ISO writer stopped"))
 		<-finished
 	}()
-	seed := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d\x00%d\x00%s", m.o.name, kernelSize, initrdSize, cmdline)))
+	seed := m.seed("iso-ipl", line)
 	const image = "BOOT/KILN.IMG"
-	im, err := iso.New(iso.Options{VolumeID: volumeID(m.o.name), ModTime: m.o.mtime, Seed: seed[:],
+	im, err := iso.New(iso.Options{VolumeID: volumeID(m.o.name), ModTime: m.o.mtime, Seed: seed,
 		// s390's firmware takes platform 0-2 (not EFI's), and needs a non-zero sector count
 		// although it loads the whole file.
 		Boot: []iso.Boot{{Platform: iso.PlatformBIOS, Path: image, LoadSectors: uint16(min(0xFFFF, (size+511)/512))}}},

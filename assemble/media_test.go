@@ -16,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/kiln-os/kiln/assemble/ipl"
 	"github.com/kiln-os/kiln/assemble/uki/ukitest"
+	"github.com/kiln-os/kiln/internal/archive"
 	"github.com/kiln-os/kiln/internal/ocicache"
 	"github.com/kiln-os/kiln/internal/testenv"
 )
@@ -323,5 +324,41 @@ func TestMediaIPL(t *testing.T) {
 	}
 	if !bytes.Equal(read(filepath.Join(dir, "BOOT", "KILN.IMG")), want.Bytes()) {
 		t.Error("BOOT/KILN.IMG is not the kernel with its command line and the initramfs")
+	}
+}
+
+// TestMediaIDsFollowContent: two systems of the same sizes and command line, whose files
+// differ in one byte (an uncompressed initramfs: the same sizes), get other disk IDs (the hybrid MBR's of iso-bios, the GPT disk GUID of
+// raw-bios): the IDs come from the content, not from the sizes.
+func TestMediaIDsFollowContent(t *testing.T) {
+	ids := func(app string) (mbr, guid []byte) {
+		cache := mediaCache(t)
+		img := testImage(t, "amd64", v1.Config{Entrypoint: []string{"/bin/app"}}, []file{dir("bin"), exe("bin/app", app), dir("etc"),
+			reg("etc/passwd", "root:x:0:0::/root:/bin/sh\ndaemon:x:7:8::/:/bin/sh\n"), reg("etc/group", "root:x:0:\nwheel:x:10:\n")})
+		if _, err := cache.WriteImage("kiln/test-app:v1", img); err != nil {
+			t.Fatal(err)
+		}
+		out := t.TempDir()
+		if _, err := build(t, Options{Files: []string{writeYAML(t, systemYAML)}, Dir: out, Cache: cache, Bootloaders: testBootloaders,
+			Formats: mediaFormats(t, "iso-bios,raw-bios"), Compression: archive.None, Epoch: time.Unix(1700000000, 0)}); err != nil {
+			t.Fatal(err)
+		}
+		iso, err := os.ReadFile(filepath.Join(out, ISOBIOSFile("system")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		disk, err := os.ReadFile(filepath.Join(out, RawBIOSFile("system")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return iso[440:444], disk[512+56 : 512+72]
+	}
+	mbr1, guid1 := ids("APP")
+	mbr2, guid2 := ids("APQ")
+	if bytes.Equal(mbr1, mbr2) {
+		t.Errorf("iso-bios: the same MBR disk ID %x for other content", mbr1)
+	}
+	if bytes.Equal(guid1, guid2) {
+		t.Errorf("raw-bios: the same disk GUID %x for other content", guid1)
 	}
 }

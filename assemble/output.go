@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"path/filepath"
 	"slices"
@@ -264,6 +265,21 @@ type kernelInitrd struct {
 	// bootDir holds the boot directory's entry until something other than the kernel's
 	// files goes into it: an initramfs needs no empty /boot.
 	bootDir *archive.Entry
+	// sum, when set (media), hashes the kernel's and the initramfs' bytes as they are
+	// written: the content the media's GUIDs and serial numbers derive from.
+	sum hash.Hash
+}
+
+// kernelOut and initrdOut are where the kernel's and the initramfs' bytes go: their files, and
+// sum when it is set.
+func (k *kernelInitrd) kernelOut() io.Writer { return k.tee(k.kernel) }
+func (k *kernelInitrd) initrdOut() io.Writer { return k.tee(k.initrd) }
+
+func (k *kernelInitrd) tee(f *atomicfile.File) io.Writer {
+	if k.sum == nil {
+		return f
+	}
+	return io.MultiWriter(f, k.sum)
 }
 
 func openKernelInitrd(o *outputs, _ string) (archive.Writer, error) {
@@ -296,7 +312,7 @@ func (k *kernelInitrd) WriteEntry(e archive.Entry, body io.Reader) error {
 	switch e.Name {
 	case bootKernel:
 		k.sawKernel = true
-		return copyBody(k.kernel, body)
+		return copyBody(k.kernelOut(), body)
 	case bootCmdline:
 		// An empty command line is legitimate (the kernel uses its built-in one); the file
 		// is then written empty, as LinuxKit does.
@@ -305,7 +321,7 @@ func (k *kernelInitrd) WriteEntry(e archive.Entry, body io.Reader) error {
 		if k.cpio != nil {
 			return errors.New("microcode arrived after the initramfs started; it must come first")
 		}
-		return copyBody(k.initrd, body)
+		return copyBody(k.initrdOut(), body)
 	case "boot":
 		if e.Typeflag == tar.TypeDir && k.bootDir == nil {
 			e := copyEntry(e)
@@ -325,7 +341,7 @@ func (k *kernelInitrd) WriteEntry(e archive.Entry, body io.Reader) error {
 
 func (k *kernelInitrd) toCpio(e archive.Entry, body io.Reader) error {
 	if k.cpio == nil {
-		gz, err := archive.NewCompressWriter(k.initrd, k.o.compression, k.o.level)
+		gz, err := archive.NewCompressWriter(k.initrdOut(), k.o.compression, k.o.level)
 		if err != nil {
 			return err
 		}
