@@ -198,26 +198,42 @@ func readLayerFiles(ctx context.Context, l layers.Layer, want []string, files ma
 	}
 }
 
-// medium is a media format's writer: kernel+initrd into scratch files, then the medium.
+// medium is a media format's writer. The media of one build share one split of the system
+// into kernel, command line and initramfs scratch files (mediaSplit): the first medium opened
+// writes it, the others only wait for it, and each writes its medium from it when closed.
 type medium struct {
-	kernelInitrd
+	*mediaSplit
 	format string
 	out    *atomicfile.File
+	owner  bool // this medium writes the split
+}
+
+// mediaSplit is the kernel+initrd split the media of a build share.
+type mediaSplit struct {
+	kernelInitrd
 	osrel  []byte // the system's etc/os-release, for the UKI's .osrel
+	closed bool
+	err    error // the split's closing error, for every medium
 }
 
 func openMedium(format string, final func(prefix string) string) func(o *outputs, _ string) (archive.Writer, error) {
 	return func(o *outputs, _ string) (archive.Writer, error) {
-		m := &medium{kernelInitrd: kernelInitrd{o: o, sum: sha256.New()}, format: format}
-		var err error
-		for _, s := range []struct {
-			f    **atomicfile.File
-			what string
-		}{{&m.kernel, format + "-kernel"}, {&m.cmdline, format + "-cmdline"}, {&m.initrd, format + "-initrd"}} {
-			if *s.f, err = o.createScratch(s.what); err != nil {
-				return nil, err
+		m := &medium{mediaSplit: o.media, format: format}
+		if m.mediaSplit == nil {
+			m.mediaSplit = &mediaSplit{kernelInitrd: kernelInitrd{o: o, sum: sha256.New()}}
+			m.owner = true
+			o.media = m.mediaSplit
+			var err error
+			for _, s := range []struct {
+				f    **atomicfile.File
+				what string
+			}{{&m.kernel, "media-kernel"}, {&m.cmdline, "media-cmdline"}, {&m.initrd, "media-initrd"}} {
+				if *s.f, err = o.createScratch(s.what); err != nil {
+					return nil, err
+				}
 			}
 		}
+		var err error
 		if m.out, err = o.create(final(o.prefix())); err != nil {
 			return nil, err
 		}
@@ -225,7 +241,12 @@ func openMedium(format string, final func(prefix string) string) func(o *outputs
 	}
 }
 
+// WriteEntry writes the split, when this medium owns it; the others have nothing to do until
+// they are closed.
 func (m *medium) WriteEntry(e archive.Entry, body io.Reader) error {
+	if !m.owner {
+		return nil
+	}
 	if e.Name == "etc/os-release" && e.Typeflag == tar.TypeReg && e.Size <= 64<<10 && body != nil {
 		b, err := io.ReadAll(body)
 		if err != nil {
@@ -263,9 +284,10 @@ func serial(what string, seed []byte) uint32 {
 	return binary.LittleEndian.Uint32(h[:4]) | 1
 }
 
-// rewind returns a scratch file's size and seeks it to its start.
+// rewind returns a scratch file's size and seeks it to its start (each medium reads the
+// shared split's files from their start).
 func rewind(f *atomicfile.File) (int64, error) {
-	size, err := f.Seek(0, io.SeekCurrent)
+	size, err := sizeOf(f)
 	if err != nil {
 		return 0, err
 	}
@@ -273,9 +295,14 @@ func rewind(f *atomicfile.File) (int64, error) {
 	return size, err
 }
 
+// Close finishes the shared split (the first medium closed does) and writes this medium.
 func (m *medium) Close() error {
-	if err := m.kernelInitrd.Close(); err != nil {
-		return err
+	if !m.closed {
+		m.closed = true
+		m.mediaSplit.err = m.kernelInitrd.Close()
+	}
+	if m.mediaSplit.err != nil {
+		return m.mediaSplit.err
 	}
 	if err := m.write(); err != nil {
 		return fmt.Errorf("format %s: %w", m.format, err)

@@ -157,6 +157,7 @@ type outputs struct {
 	compression archive.Compression
 	level       int
 	stdout      io.Writer
+	media       *mediaSplit        // the kernel+initrd split the media formats share
 	pending     []*atomicfile.File // become final on commit
 	scratch     []*atomicfile.File // removed either way
 }
