@@ -299,10 +299,10 @@ func rewind(f *atomicfile.File) (int64, error) {
 func (m *medium) Close() error {
 	if !m.closed {
 		m.closed = true
-		m.mediaSplit.err = m.kernelInitrd.Close()
+		m.err = m.kernelInitrd.Close()
 	}
-	if m.mediaSplit.err != nil {
-		return m.mediaSplit.err
+	if m.err != nil {
+		return m.err
 	}
 	if err := m.write(); err != nil {
 		return fmt.Errorf("format %s: %w", m.format, err)
