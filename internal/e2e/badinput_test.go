@@ -145,6 +145,27 @@ func waitLine(t *testing.T, vm *qemu.VM, want string) {
 	}
 }
 
+// typeUntil types line into the guest's console shell until the console shows want, which
+// must not be part of line itself: a shell that is still starting can swallow what arrives
+// before it reads (BusyBox's ash asks the terminal for its cursor position then), so the line
+// is typed again every 20 seconds, for at most markerTimeout.
+func typeUntil(t *testing.T, vm *qemu.VM, typer io.Writer, line, want string) {
+	t.Helper()
+	deadline := time.Now().Add(markerTimeout)
+	for {
+		if _, err := fmt.Fprintln(typer, line); err != nil {
+			t.Fatal(err)
+		}
+		_, err := vm.WaitFor(context.Background(), want, 20*time.Second)
+		switch {
+		case err == nil:
+			return
+		case !errors.Is(err, context.DeadlineExceeded) || time.Now().After(deadline):
+			t.Fatalf("typed %q, waiting for %q: %v", line, want, err)
+		}
+	}
+}
+
 // checkConsole checks the whole console once QEMU has exited: the lines in want in order, and
 // no failure line (qemu.IsFailureLine) that is not one of them.
 func checkConsole(t *testing.T, vm *qemu.VM, want []string) {

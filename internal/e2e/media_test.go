@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -106,10 +105,7 @@ func bootMedium(t *testing.T, m qemu.Medium, arch, firmware string) {
 		}
 	}
 	t.Logf("%s: all services up after %s", filepath.Base(m.Path), time.Since(start).Round(100*time.Millisecond))
-	if _, err := fmt.Fprintln(typer, "kill -TERM 1"); err != nil {
-		t.Fatal(err)
-	}
-	waitLine(t, vm, "kiln-init: powering off")
+	typeUntil(t, vm, typer, "kill -TERM 1", "kiln-init: powering off")
 	waitExit(t, vm)
 	if err := vm.Check(append(want, "kiln-init: powering off")...); err != nil {
 		t.Errorf("%s: %v", filepath.Base(m.Path), strings.TrimSpace(err.Error()))

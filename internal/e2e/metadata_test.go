@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -44,18 +43,14 @@ func TestMetadataBoots(t *testing.T) {
 	for _, l := range want {
 		waitLine(t, vm, l)
 	}
-	if _, err := fmt.Fprintln(typer, "cat /run/config/hostname /run/config/instance_id /run/config/provider /run/config/motd /run/config/ssh/authorized_keys /var/log/onboot.metadata.log"); err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range []string{"e2e-node", "from-cmdline", "cmdline,cidata", "written from the drive", "ssh-ed25519 E2EKEY",
+	typeUntil(t, vm, typer, "cat /run/config/hostname /run/config/instance_id /run/config/provider /run/config/motd /run/config/ssh/authorized_keys /var/log/onboot.metadata.log", "e2e-node")
+	want = append(want, "e2e-node")
+	for _, l := range []string{"from-cmdline", "cmdline,cidata", "written from the drive", "ssh-ed25519 E2EKEY",
 		"wrote /run/config from cmdline,cidata"} { // the log file has the line as the program wrote it
 		waitLine(t, vm, l)
 		want = append(want, l)
 	}
-	if _, err := fmt.Fprintln(typer, "kill -TERM 1"); err != nil {
-		t.Fatal(err)
-	}
-	waitLine(t, vm, "kiln-init: powering off")
+	typeUntil(t, vm, typer, "kill -TERM 1", "kiln-init: powering off")
 	waitExit(t, vm)
 	checkConsole(t, vm, append(want, "kiln-init: powering off"))
 }

@@ -132,17 +132,13 @@ func TestNetboot(t *testing.T) {
 		}
 	}
 	t.Logf("netboot: all services up after %s", time.Since(start).Round(100*time.Millisecond))
-	if _, err := fmt.Fprintln(typer, "cat /run/config/hostname /run/config/instance_id /run/config/provider /run/config/motd /proc/cmdline"); err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range []string{"netboot-node", "netboot-1", "served by kiln serve", "kiln.e2e=netboot kiln.metadata.url=" + base + "/machines/" + mac + "/"} {
+	typeUntil(t, vm, typer, "cat /run/config/hostname /run/config/instance_id /run/config/provider /run/config/motd /proc/cmdline", "netboot-node")
+	want = append(want, "netboot-node")
+	for _, l := range []string{"netboot-1", "served by kiln serve", "kiln.e2e=netboot kiln.metadata.url=" + base + "/machines/" + mac + "/"} {
 		waitLine(t, vm, l)
 		want = append(want, l)
 	}
-	if _, err := fmt.Fprintln(typer, "kill -TERM 1"); err != nil {
-		t.Fatal(err)
-	}
-	waitLine(t, vm, "kiln-init: powering off")
+	typeUntil(t, vm, typer, "kill -TERM 1", "kiln-init: powering off")
 	waitExit(t, vm)
 	checkConsole(t, vm, append(want, "kiln-init: powering off"))
 
