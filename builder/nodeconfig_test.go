@@ -77,11 +77,11 @@ func TestNodeUserData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := NodeUserData(files)
+	data, err := NodeUserData(files, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := NodeUserData(files)
+	again, err := NodeUserData(files, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,29 @@ func TestNodeUserData(t *testing.T) {
 			t.Errorf("the node configuration holds %s", filepath.Base(secret))
 		}
 	}
-	if _, err := NodeUserData(CertFiles{CA: filepath.Join(t.TempDir(), "missing.pem")}); err == nil {
+	if _, err := NodeUserData(CertFiles{CA: filepath.Join(t.TempDir(), "missing.pem")}, nil); err == nil {
 		t.Error("no error for missing files")
+	}
+
+	// Trusted roots: buildkit/trusted-ca.pem, checked.
+	ca, err := os.ReadFile(files.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err = NodeUserData(files, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree = nil
+	if err := json.Unmarshal(data, &tree); err != nil {
+		t.Fatal(err)
+	}
+	if e := tree[NodeConfigDir].Entries[TrustedCAFile]; e.Content == nil || *e.Content != string(ca) || e.Perm != "0644" {
+		t.Errorf("trusted-ca.pem: %+v", e)
+	}
+	for _, bad := range []string{"not a certificate", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"} {
+		if _, err := NodeUserData(files, []byte(bad)); err == nil || !strings.Contains(err.Error(), "trusted certificates") {
+			t.Errorf("trust %q: %v", bad, err)
+		}
 	}
 }

@@ -87,8 +87,12 @@ echo "reproducible: $same"
 
 step "4. Certificates (a CA, the node's server certificate, this machine's client certificate)"
 # Made on the first run; later runs write the node configuration from the files there are.
+# The node trusts what this machine trusts for downloads (its root certificates, a proxy's CA
+# among them), so that packages whose builds fetch over HTTPS build on it too.
 CLIENT=$OUT/client
-"$KILN" builder -root "$CLIENT" certs -node-config "$OUT/node"
+trust=()
+[[ -f /etc/ssl/certs/ca-certificates.crt ]] && trust=(-trust /etc/ssl/certs/ca-certificates.crt)
+"$KILN" builder -root "$CLIENT" certs -node-config "$OUT/node" "${trust[@]}"
 
 step "5. Booting the appliance in QEMU (software emulation), BuildKit on 127.0.0.1:$PORT"
 boot_appliance "$OUT/sys/builder" "$OUT/node" "$PORT" 2G "$OUT/console.log" "$OUT/state.img"

@@ -152,11 +152,23 @@ func builderCerts(_ context.Context, d *builder.Daemon, args []string) error {
 	force := fs.Bool("force", false, "replace existing certificates, the CA too")
 	reissue := fs.Bool("reissue", false, "issue new server and client certificates from the existing CA")
 	nodeConfig := fs.String("node-config", "", "also write DIR/user-data: the node configuration holding the node's TLS files")
+	trust := fs.String("trust", "", "with -node-config: PEM root certificates the node's builds trust for their downloads besides\n"+
+		"the image's Debian roots (a TLS-inspecting proxy's CA; this machine's own bundle, /etc/ssl/certs/ca-certificates.crt)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{"unexpected arguments: " + strings.Join(fs.Args(), " ")}
+	}
+	if *trust != "" && *nodeConfig == "" {
+		return usageError{"-trust goes into the node configuration: give -node-config DIR too"}
+	}
+	var trusted []byte
+	if *trust != "" {
+		var err error
+		if trusted, err = os.ReadFile(*trust); err != nil {
+			return fmt.Errorf("-trust: %w", err)
+		}
 	}
 	if *force && *reissue {
 		return usageError{"-force and -reissue exclude each other: -force makes a new CA, -reissue keeps it"}
@@ -187,7 +199,10 @@ func builderCerts(_ context.Context, d *builder.Daemon, args []string) error {
 	if *nodeConfig == "" {
 		return nil
 	}
-	data, err := builder.NodeUserData(files)
+	data, err := builder.NodeUserData(files, trusted)
+	if err != nil && *trust != "" {
+		err = fmt.Errorf("-trust %s: %w", *trust, err)
+	}
 	if err != nil {
 		return err
 	}

@@ -545,7 +545,7 @@ func expiredNodeConfig(t *testing.T, certs, dir string) []byte {
 			t.Fatal(err)
 		}
 	}
-	userData, err := builder.NodeUserData(files)
+	userData, err := builder.NodeUserData(files, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

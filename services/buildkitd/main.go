@@ -14,7 +14,10 @@
 //   - sizes garbage collection to the file system holding -root: buildkitd keeps at most
 //     -max-used of it and leaves -min-free free, and the console line gives both in bytes;
 //   - warns when that file system is a tmpfs (no state disk): the cache is lost at power off;
-//   - writes buildkitd's configuration to -config.
+//   - writes buildkitd's configuration to -config;
+//   - when -certs has trusted-ca.pem (kiln builder certs -trust: a proxy's CA, say), gives
+//     buildkitd the image's root certificates and those (SSL_CERT_FILE), for what its builds
+//     fetch over HTTPS; a file without a valid certificate is a console warning.
 //
 // Then it runs buildkitd, asks it over the unix socket (gRPC health) until it answers, and
 // prints "ready on ..." with the seconds since the kernel started (kiln-init puts the
@@ -40,6 +43,7 @@ func main() {
 	flag.StringVar(&o.Root, "root", "/var/lib/buildkit", "buildkitd's state")
 	flag.StringVar(&o.Config, "config", "/run/buildkit/buildkitd.toml", "where to write buildkitd's configuration")
 	flag.StringVar(&o.Buildkitd, "buildkitd", "/usr/bin/buildkitd", "the buildkitd program")
+	flag.StringVar(&o.SystemRoots, "system-roots", "/etc/ssl/certs/ca-certificates.crt", "the image's root certificates, which -certs' trusted-ca.pem adds to")
 	flag.IntVar(&o.MaxUsed, "max-used", 80, "percent of the state file system the build cache may use")
 	flag.IntVar(&o.MinFree, "min-free", 10, "percent of the state file system garbage collection keeps free")
 	flag.IntVar(&o.Reserved, "reserved", 10, "percent of the state file system the cache always keeps")

@@ -131,6 +131,45 @@ func TestCheckTLS(t *testing.T) {
 	}
 }
 
+// TestWriteTrust: trusted-ca.pem is added to the image's bundle; without it nothing is
+// written; a file without a certificate, or with a broken one, is an error naming it.
+func TestWriteTrust(t *testing.T) {
+	dir := t.TempDir()
+	system := filepath.Join(dir, "system.crt")
+	write(t, system, []byte("SYSTEM ROOTS"))
+	out := filepath.Join(dir, "out", "bundle.pem")
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := writeTrust(dir, system, out); n != 0 || err != nil {
+		t.Fatalf("no trusted-ca.pem: %d, %v", n, err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("no trusted-ca.pem, but %s was written: %v", out, err)
+	}
+	a, b := newCA(t, "proxy CA"), newCA(t, "other CA")
+	write(t, filepath.Join(dir, trustFile), append(append([]byte("# a comment\n"), a.pem...), b.pem...))
+	n, err := writeTrust(dir, system, out)
+	if err != nil || n != 2 {
+		t.Fatalf("two certificates: %d, %v", n, err)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(got), "SYSTEM ROOTS\n") || !strings.Contains(string(got), string(a.pem)) || !strings.HasSuffix(string(got), string(b.pem)) {
+		t.Errorf("the bundle:\n%s", got)
+	}
+	write(t, filepath.Join(dir, trustFile), []byte("not PEM"))
+	if _, err := writeTrust(dir, system, out); err == nil || !strings.Contains(err.Error(), "trusted-ca.pem holds no PEM certificate") {
+		t.Errorf("not PEM: %v", err)
+	}
+	write(t, filepath.Join(dir, trustFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("junk")}))
+	if _, err := writeTrust(dir, system, out); err == nil || !strings.Contains(err.Error(), "certificate 1") {
+		t.Errorf("a broken certificate: %v", err)
+	}
+}
+
 func TestConfigTOML(t *testing.T) {
 	c := config{Root: "/var/lib/buildkit", Socket: "/run/buildkit/buildkitd.sock", TCP: "0.0.0.0:1234",
 		MaxUsed: 80, MinFree: 10, Res: 10,

@@ -22,6 +22,7 @@ import (
 // options are kiln-buildkitd's flags.
 type options struct {
 	Certs, TCP, Socket, Root, Config, Buildkitd string
+	SystemRoots                                 string // the image's root certificates
 	MaxUsed, MinFree, Reserved                  int
 	ReadyTimeout                                time.Duration
 	Debug                                       bool
@@ -137,6 +138,14 @@ func run(ctx context.Context, o options, logf func(string, ...any)) (int, error)
 	cmd.Env = os.Environ()
 	if ownCgroupNamespace() {
 		cmd.Env = append(cmd.Env, "BUILDKIT_SETUP_CGROUPV2_ROOT=1")
+	}
+	bundle := filepath.Join(filepath.Dir(o.Config), "ca-certificates.pem")
+	switch n, err := writeTrust(o.Certs, o.SystemRoots, bundle); {
+	case err != nil:
+		logf("WARNING: %v; downloads trust only %s", err, o.SystemRoots)
+	case n > 0:
+		logf("downloads trust %s and %d more root certificates from %s", o.SystemRoots, n, filepath.Join(o.Certs, trustFile))
+		cmd.Env = append(cmd.Env, "SSL_CERT_FILE="+bundle)
 	}
 	start := time.Now()
 	reaping := os.Getpid() == 1

@@ -18,7 +18,51 @@ const (
 	caFile   = "ca.pem"
 	certFile = "server.pem"
 	keyFile  = "server-key.pem"
+	// trustFile holds root certificates the node trusts besides the image's (kiln builder
+	// certs -trust): for what builds fetch over HTTPS.
+	trustFile = "trusted-ca.pem"
 )
+
+// writeTrust writes the root certificates buildkitd trusts for its builds' downloads to out:
+// the image's bundle (system) and the certificates of dir's trusted-ca.pem. It returns how many
+// it added, 0 (and writes nothing) when there is no trusted-ca.pem. A file that holds no
+// certificate, or one that does not parse, is an error that names it.
+func writeTrust(dir, system, out string) (int, error) {
+	p := filepath.Join(dir, trustFile)
+	extra, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for rest := extra; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			return 0, fmt.Errorf("%s: certificate %d: %w", p, n+1, err)
+		}
+		n++
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("%s holds no PEM certificate", p)
+	}
+	bundle, err := os.ReadFile(system)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, err
+	}
+	if len(bundle) > 0 && bundle[len(bundle)-1] != '\n' {
+		bundle = append(bundle, '\n')
+	}
+	return n, writeFileAtomic(out, append(bundle, extra...), 0o644)
+}
 
 // tlsFiles are the checked paths of a node's TLS files.
 type tlsFiles struct {
