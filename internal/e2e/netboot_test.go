@@ -118,7 +118,6 @@ func TestNetboot(t *testing.T) {
 	}
 	t.Cleanup(vm.Kill)
 	want := []string{
-		"kiln serve: booting netboot", // iPXE's echo, from the machine's script
 		"network-early: eth0: 10.0.2.15/24 via 10.0.2.2",
 		"kiln-init: onboot network-early exited 0",
 		"metadata: wrote /run/config from http",
