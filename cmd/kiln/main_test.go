@@ -22,6 +22,15 @@ func TestCLIExitCodesAndMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("KILN_CACHE", filepath.Join(dir, "cache"))
+	systems := filepath.Join(dir, "out")
+	for _, f := range []string{"sys-kernel", "sys-initrd.img", "sys-cmdline"} {
+		if err := os.MkdirAll(systems, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(systems, f), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cases := []struct {
 		args []string
 		code int
@@ -40,6 +49,14 @@ func TestCLIExitCodesAndMessages(t *testing.T) {
 		{[]string{"cache", "frob"}, 2, `unknown cache command "frob"`},
 		{[]string{"cache", "rm"}, 2, "no reference given"},
 		{[]string{"cache", "export", "kiln/x:v1"}, 2, "-o FILE is required"},
+		{[]string{"serve"}, 2, "give one folder of systems"},
+		{[]string{"serve", dir}, 1, "no system in " + dir + ": kiln build -format kernel+initrd"},
+		{[]string{"serve", filepath.Join(dir, "nope")}, 1, "not a folder of systems"},
+		{[]string{"serve", "-url", "https://node:8080", systems}, 2, "-url https://node:8080: want http://HOST:PORT"},
+		{[]string{"serve", "-system", "other", systems}, 1, "-system other: not in " + systems + " (it has sys)"},
+		{[]string{"serve", "-machines", filepath.Join(dir, "nope"), systems}, 1, "-machines " + filepath.Join(dir, "nope") + ": not a folder"},
+		{[]string{"builder", "certs", "-trust", bad}, 2, "-trust goes into the node configuration: give -node-config DIR too"},
+		{[]string{"run", "qemu", "-netboot", "http://10.0.2.2:8080/boot.ipxe", "out/sys"}, 2, "the kernel comes from the network"},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
