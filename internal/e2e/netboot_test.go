@@ -23,10 +23,11 @@ import (
 // machine's script; iPXE fetches kernel and initrd over HTTP. In the guest, the network comes
 // up before the metadata service, which reads the machine's meta-data and user-data from
 // kiln serve (kiln.metadata.url=, added by kiln serve), and the usual network step keeps the
-// lease. kiln serve's log must show each file it served.
+// lease. Over TFTP, curl fetches iPXE (undionly.kpxe, from tools/bootloaders' image). kiln
+// serve's log must show each file it served.
 func TestNetboot(t *testing.T) {
 	w := setup(t)
-	w.pkgBuild(t, minimalPackages...)
+	w.pkgBuild(t, append(minimalPackages, "tools/bootloaders")...)
 	w.must(t, w.kiln, "pkg", "build", "-progress", "plain", "-platforms", "linux/amd64", "services/network", "services/metadata")
 	out := t.TempDir()
 	w.must(t, w.kiln, "build", "-q", "-arch", "amd64", "-format", "kernel+initrd", "-dir", out, "-name", "netboot",
@@ -56,7 +57,7 @@ func TestNetboot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	serve := exec.Command(w.kiln, "serve", "-http", fmt.Sprintf("127.0.0.1:%d", port), "-url", base, "-machines", machines, out)
+	serve := exec.Command(w.kiln, "serve", "-http", fmt.Sprintf("127.0.0.1:%d", port), "-tftp", "127.0.0.1:0", "-url", base, "-machines", machines, out)
 	serve.Dir, serve.Env = w.root, w.env
 	stderr, err := serve.StderrPipe()
 	if err != nil {
@@ -66,6 +67,7 @@ func TestNetboot(t *testing.T) {
 		t.Fatal(err)
 	}
 	var all strings.Builder // read once the reader below is done
+	tftpAddr := make(chan string, 1)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -73,6 +75,9 @@ func TestNetboot(t *testing.T) {
 		for sc.Scan() {
 			fmt.Fprintln(logFile, sc.Text())
 			all.WriteString(sc.Text() + "\n")
+			if a, ok := strings.CutPrefix(sc.Text(), "kiln serve: TFTP on "); ok {
+				tftpAddr <- strings.SplitN(a, ": ", 2)[0]
+			}
 		}
 	}()
 	stopServe := func() string {
@@ -100,6 +105,19 @@ func TestNetboot(t *testing.T) {
 			continue
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	// TFTP hands out iPXE from tools/bootloaders' image, for PXE firmware; curl is the client.
+	need(t, "curl")
+	var tftp string
+	select {
+	case tftp = <-tftpAddr:
+	case <-time.After(time.Minute):
+		t.Fatalf("kiln serve did not say where TFTP listens (its log: %s)", serveLog)
+	}
+	kpxe, err := exec.Command("curl", "-sS", "--max-time", "60", "tftp://"+tftp+"/undionly.kpxe").Output()
+	if err != nil || len(kpxe) < 16<<10 {
+		t.Fatalf("undionly.kpxe over TFTP: %d bytes, %v", len(kpxe), err)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
@@ -151,6 +169,7 @@ func TestNetboot(t *testing.T) {
 		"GET /systems/netboot/initrd.img: 200",
 		"GET /machines/" + mac + "/meta-data: 200",
 		"GET /machines/" + mac + "/user-data: 200",
+		"tftp 127.0.0.1 RRQ undionly.kpxe: ",
 		"kiln serve: stopped",
 	} {
 		if !strings.Contains(log, l) {
