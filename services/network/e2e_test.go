@@ -408,7 +408,7 @@ func TestDHCP(t *testing.T) {
 func TestEarlyStep(t *testing.T) {
 	needRoot(t)
 	ts := &testServer{lease: 60 * time.Second, t1: 30 * time.Second, t2: 50 * time.Second}
-	cliNS, _ := serve(t, ts)
+	cliNS, cliH := serve(t, ts)
 
 	without := newPaths(t, "console=ttyS0")
 	if out := run(t, cliNS, without.args("-onboot", "-timeout", "3s", "-if-cmdline", "kiln.metadata.url")...); out != "" {
@@ -433,6 +433,25 @@ func TestEarlyStep(t *testing.T) {
 	}
 	if got := readFile(t, p.resolv); !strings.Contains(got, "nameserver 192.0.2.53") {
 		t.Errorf("resolv.conf after the usual step:\n%s", got)
+	}
+
+	// Static settings from the metadata for the same interface replace the early lease's
+	// address: one address, the static one.
+	static := filepath.Join(p.config, "network", "static")
+	if err := os.MkdirAll(filepath.Dir(static), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(static, []byte("192.0.2.50::192.0.2.1:24::eth0:off\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, cliNS, p.args("-onboot", "-timeout", "3s")...)
+	eth0, err := cliH.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := cliH.AddrList(eth0, netlink.FAMILY_V4)
+	if err != nil || len(addrs) != 1 || addrs[0].IPNet.String() != "192.0.2.50/24" {
+		t.Errorf("eth0's addresses after static settings replaced the early lease: %v, %v", addrs, err)
 	}
 }
 

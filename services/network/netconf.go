@@ -146,10 +146,17 @@ func routeMetric(link netlink.Link) int { return 1000 + link.Attrs().Index }
 // classless static routes (option 121) when it has them, otherwise a default route through
 // its first router (RFC 3442: a client that gets option 121 ignores the router option).
 // A router outside the subnet first gets a route of its own on the link. When old is a
-// previous lease on the same link with another address, its address is removed afterwards.
+// previous lease on the same link with another address, its address is removed first.
 // Static settings are a lease that never expires (a permanent address) with at most a router
 // (gw-ip); their routes say proto static instead of proto dhcp.
 func Apply(link netlink.Link, l, old *Lease) error {
+	// Another old address goes first: removed after the new one, a primary address would take
+	// a new one of the same subnet with it (the kernel drops secondaries with their primary).
+	if old != nil && !old.Address.Equal(l.Address) {
+		if err := Remove(link, old); err != nil {
+			return fmt.Errorf("removing the previous address: %w", err)
+		}
+	}
 	addr := &netlink.Addr{IPNet: l.IPNet()}
 	if !l.Infinite() {
 		// The kernel drops the address when the lease runs out without a renewal.
@@ -162,11 +169,6 @@ func Apply(link netlink.Link, l, old *Lease) error {
 	for _, r := range kernelRoutes(link, l) {
 		if err := netlink.RouteReplace(r); err != nil {
 			return fmt.Errorf("adding the %s: %w", describeRoute(r), err)
-		}
-	}
-	if old != nil && !old.Address.Equal(l.Address) {
-		if err := Remove(link, old); err != nil {
-			return fmt.Errorf("removing the previous address: %w", err)
 		}
 	}
 	return nil

@@ -46,7 +46,8 @@ func Onboot(ctx context.Context, env Env) error {
 	for i, name := range names {
 		switch l := earlier[name]; {
 		case static[name] != nil:
-			wg.Go(func() { leases[i] = configureStatic(env, static[name]) })
+			// The early step's DHCP address, if any, goes: the static one replaces it.
+			wg.Go(func() { leases[i] = configureStatic(env, static[name], earlier[name]) })
 		case l != nil:
 			env.Log("%s: %s (kept from the earlier onboot step)", name, l.Summary())
 			leases[i] = l
@@ -143,9 +144,10 @@ func configure(ctx context.Context, env Env, name string) *Lease {
 	return l
 }
 
-// configureStatic sets one interface up and puts its static settings into the kernel. It says
+// configureStatic sets one interface up and puts its static settings into the kernel, in
+// place of old (an earlier step's lease), when given. It says
 // what happened in one console line, and returns the settings, or nil.
-func configureStatic(env Env, l *Lease) *Lease {
+func configureStatic(env Env, l, old *Lease) *Lease {
 	fail := func(err error) *Lease {
 		env.Log("%s: %s (static, from %s): %v; booting without network on %s", l.Interface, l.IPNet(), l.Source, err, l.Interface)
 		return nil
@@ -155,7 +157,7 @@ func configureStatic(env Env, l *Lease) *Lease {
 		return fail(err)
 	}
 	l.Obtained = time.Now()
-	if err := Apply(link, l, nil); err != nil {
+	if err := Apply(link, l, old); err != nil {
 		return fail(err)
 	}
 	env.Log("%s: %s", l.Interface, l.Summary())
