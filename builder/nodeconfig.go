@@ -48,7 +48,7 @@ func NodeUserData(files CertFiles, trust []byte) ([]byte, error) {
 		entries[f.name] = configEntry{Perm: f.perm, Content: &s}
 	}
 	if len(trust) > 0 {
-		if err := checkRoots(trust); err != nil {
+		if err := CheckRoots(trust); err != nil {
 			return nil, fmt.Errorf("node configuration: trusted certificates: %w", err)
 		}
 		s := string(trust)
@@ -62,8 +62,8 @@ func NodeUserData(files CertFiles, trust []byte) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// checkRoots checks that b holds PEM certificates, at least one, each of which parses.
-func checkRoots(b []byte) error {
+// CheckRoots checks that b holds PEM certificates, at least one, each of which parses.
+func CheckRoots(b []byte) error {
 	n := 0
 	for rest := b; ; {
 		var blk *pem.Block

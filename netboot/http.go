@@ -25,8 +25,24 @@ type Server struct {
 	BaseURL string
 	// HTTPPort is the HTTP server's port, for the URLs of files handed out over TFTP.
 	HTTPPort int
+	// Allow, when not empty, are the networks requests may come from (HTTP and TFTP); others
+	// are refused. Machines' user data can hold secrets (a builder node's TLS key).
+	Allow []*net.IPNet
 
 	mu sync.Mutex
+}
+
+// allowed reports whether a request from ip may be answered.
+func (s *Server) allowed(ip net.IP) bool {
+	if len(s.Allow) == 0 {
+		return true
+	}
+	for _, n := range s.Allow {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // logf writes one line to s.Log.
@@ -47,8 +63,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")
 	var note string
 	defer func() {
-		s.logf("http %s %s /%s: %d, %s in %s%s", host, r.Method, name, cw.status, size(cw.n), time.Since(start).Round(time.Millisecond), note)
+		s.logf("http %s %s %q: %d, %s in %s%s", host, r.Method, "/"+name, cw.status, size(cw.n), time.Since(start).Round(time.Millisecond), note)
 	}()
+	if ip := net.ParseIP(host); ip == nil || !s.allowed(ip) {
+		note = " (not in -allow)"
+		http.Error(cw, "forbidden", http.StatusForbidden)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		cw.Header().Set("Allow", "GET, HEAD")
 		http.Error(cw, "only GET and HEAD", http.StatusMethodNotAllowed)
@@ -75,7 +96,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		cw.Header().Set("Content-Type", "application/octet-stream")
 	}
-	http.ServeContent(cw, r, "", s.Tree.Epoch, f)
+	http.ServeContent(cw, r, "", f.ModTime, f)
 }
 
 // describe says which machine and system a file was for.

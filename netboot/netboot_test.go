@@ -186,12 +186,15 @@ func TestChoices(t *testing.T) {
 	}
 }
 
-// TestHTTP serves a tree through net/http: ranges, HEAD, a fixed modification time, 404 and
-// 405, and one log line a request naming the machine and the system.
+// TestHTTP serves a tree through net/http: ranges, HEAD, the system file's modification time,
+// 404 and 405, and one log line a request naming the machine and the system.
 func TestHTTP(t *testing.T) {
 	w := newWorld(t, "builder")
 	var log syncBuffer
-	srv := &Server{Tree: &Tree{Dir: w.dir, Machines: w.machines, Epoch: time.Unix(1700000000, 0)}, Log: &log}
+	if err := os.Chtimes(filepath.Join(w.dir, "builder-kernel"), time.Unix(1700000000, 0), time.Unix(1700000000, 0)); err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Tree: &Tree{Dir: w.dir, Machines: w.machines}, Log: &log}
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 	get := func(method, path string, hdr ...string) (*http.Response, string) {
@@ -223,7 +226,7 @@ func TestHTTP(t *testing.T) {
 		t.Errorf("a range of the kernel: %s %q", resp.Status, body)
 	}
 	if lm := resp.Header.Get("Last-Modified"); lm != "Tue, 14 Nov 2023 22:13:20 GMT" {
-		t.Errorf("Last-Modified %q, want the epoch's", lm)
+		t.Errorf("Last-Modified %q, want the kernel file's", lm)
 	}
 	resp, body = get("HEAD", "/systems/builder/initrd.img")
 	if resp.StatusCode != 200 || body != "" || resp.ContentLength != int64(len("initrd builder\n")*20000) {
@@ -241,12 +244,12 @@ func TestHTTP(t *testing.T) {
 	}
 	got := log.String()
 	for _, line := range []string{
-		"kiln serve: http 127.0.0.1 GET /boot.ipxe: 200, ",
-		"kiln serve: http 127.0.0.1 GET /systems/builder/kernel: 206, 8 bytes",
+		"kiln serve: http 127.0.0.1 GET \"/boot.ipxe\": 200, ",
+		"kiln serve: http 127.0.0.1 GET \"/systems/builder/kernel\": 206, 8 bytes",
 		"(system builder)",
-		"kiln serve: http 127.0.0.1 GET /systems/builder/nothing: 404",
-		"kiln serve: http 127.0.0.1 PUT /boot.ipxe: 405",
-		"kiln serve: http 127.0.0.1 GET /machines/52-54-00-12-34-56/meta-data: 200, 31 bytes",
+		"kiln serve: http 127.0.0.1 GET \"/systems/builder/nothing\": 404",
+		"kiln serve: http 127.0.0.1 PUT \"/boot.ipxe\": 405",
+		"kiln serve: http 127.0.0.1 GET \"/machines/52-54-00-12-34-56/meta-data\": 200, 31 bytes",
 		"(machine 52-54-00-12-34-56)",
 	} {
 		if !strings.Contains(got, line) {
@@ -316,10 +319,10 @@ func TestTFTP(t *testing.T) {
 	}
 	got := log.String()
 	for _, line := range []string{
-		"kiln serve: tftp 127.0.0.1 RRQ systems/builder/kernel: 1.5 KiB in",
+		"kiln serve: tftp 127.0.0.1 RRQ \"systems/builder/kernel\": 1.5 KiB in",
 		", 512-byte blocks (system builder)",
 		", 1400-byte blocks (system builder)",
-		"kiln serve: tftp 127.0.0.1 RRQ nothing: nothing: not found",
+		"kiln serve: tftp 127.0.0.1 RRQ \"nothing\": nothing: not found",
 		"kiln serve: tftp 127.0.0.1: refused: kiln serve is read-only",
 	} {
 		if !strings.Contains(got, line) {
@@ -412,4 +415,68 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestTFTPRefuses: packets that are not requests get no answer (answering an error with an
+// error lets two servers loop), a timeout option is capped, and requests from outside Allow get
+// nothing, over TFTP and HTTP (403).
+func TestTFTPRefuses(t *testing.T) {
+	w := newWorld(t, "builder")
+	var log syncBuffer
+	srv := &Server{Tree: &Tree{Dir: w.dir}, Log: &log}
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeTFTP(ctx, conn) }()
+	defer func() { cancel(); <-done; conn.Close() }()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 2048)
+	quiet := func(what string) {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if n, _, err := c.ReadFromUDP(buf); err == nil {
+			t.Errorf("%s: answered %q", what, buf[:n])
+		}
+	}
+	for name, p := range map[string]string{"an error": "\x00\x05\x00\x01nope\x00", "data": "\x00\x03\x00\x01abc", "an ack": "\x00\x04\x00\x01", "opcode 9": "\x00\x09"} {
+		if _, err := c.WriteTo([]byte(p), conn.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		quiet(name)
+	}
+	if _, err := c.WriteTo([]byte("\x00\x01systems/builder/cmdline\x00octet\x00timeout\x0060\x00"), conn.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, peer, err := c.ReadFromUDP(buf)
+	if err != nil || string(buf[:n]) != "\x00\x06timeout\x0010\x00" {
+		t.Fatalf("OACK for timeout 60: %q, %v (want it capped at 10)", buf[:n], err)
+	}
+	_, _ = c.WriteToUDP(errorPacket(0, "enough"), peer) // the client ends it
+
+	srv.Allow = []*net.IPNet{{IP: net.IPv4(10, 0, 0, 0), Mask: net.CIDRMask(8, 32)}}
+	if _, err := c.WriteTo([]byte("\x00\x01systems/builder/cmdline\x00octet\x00"), conn.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	quiet("a request from outside -allow")
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	resp, err := http.Get(ts.URL + "/boot.ipxe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("HTTP from outside -allow: %s", resp.Status)
+	}
+	if got := log.String(); !strings.Contains(got, "kiln serve: tftp 127.0.0.1: refused: not in -allow") || !strings.Contains(got, `GET "/boot.ipxe": 403`) {
+		t.Errorf("the log:\n%s", got)
+	}
 }

@@ -33,15 +33,27 @@ const (
 	maxBlock = 1468
 	// tftpRetries is how many times a block is sent before the transfer is given up.
 	tftpRetries = 5
+	// maxTransfers is how many transfers run at once.
+	maxTransfers = 64
+	// maxTimeout caps the timeout option: a silent client holds its transfer for at most
+	// tftpRetries times this.
+	maxTimeout = 10
 )
 
 // ServeTFTP answers read requests on conn until ctx ends; transfers under way are stopped
-// then too. It returns nil when ctx ends, else the error reading conn.
+// then too (it returns once they are). It returns nil when ctx ends, else the error reading
+// conn. Packets that are not requests are dropped unanswered (answering errors with errors
+// lets two servers loop); at most maxTransfers run at once, further requests are refused.
 func (s *Server) ServeTFTP(ctx context.Context, conn net.PacketConn) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
+	slots := make(chan struct{}, maxTransfers)
+	var local net.IP
+	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok && !ua.IP.IsUnspecified() {
+		local = ua.IP
+	}
 	buf := make([]byte, 1024)
 	for {
 		n, addr, err := conn.ReadFrom(buf)
@@ -51,12 +63,29 @@ func (s *Server) ServeTFTP(ctx context.Context, conn net.PacketConn) error {
 		if err != nil {
 			return fmt.Errorf("tftp: %w", err)
 		}
-		req := append([]byte(nil), buf[:n]...)
 		ua, ok := addr.(*net.UDPAddr)
-		if !ok {
+		if !ok || n < 2 {
 			continue
 		}
-		wg.Go(func() { s.transfer(ctx, conn, ua, req) })
+		if op := binary.BigEndian.Uint16(buf); op != opRRQ && op != opWRQ {
+			continue
+		}
+		if !s.allowed(ua.IP) {
+			s.logf("tftp %s: refused: not in -allow", ua.IP)
+			continue
+		}
+		req := append([]byte(nil), buf[:n]...)
+		select {
+		case slots <- struct{}{}:
+		default:
+			_, _ = conn.WriteTo(errorPacket(0, "too many transfers; try again"), ua)
+			s.logf("tftp %s: refused: %d transfers already", ua.IP, maxTransfers)
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			s.transfer(ctx, conn, local, ua, req)
+		})
 	}
 }
 
@@ -97,7 +126,7 @@ func parseRRQ(p []byte) (rrq, error) {
 var errWrite = errors.New("write request")
 
 // transfer answers one request from its own socket.
-func (s *Server) transfer(ctx context.Context, listen net.PacketConn, client *net.UDPAddr, p []byte) {
+func (s *Server) transfer(ctx context.Context, listen net.PacketConn, local net.IP, client *net.UDPAddr, p []byte) {
 	start := time.Now()
 	req, err := parseRRQ(p)
 	if err != nil {
@@ -109,20 +138,28 @@ func (s *Server) transfer(ctx context.Context, listen net.PacketConn, client *ne
 		s.logf("tftp %s: refused: %s", client.IP, msg)
 		return
 	}
-	// The transfer's socket, connected to the client: its local address is the one the
-	// client reaches this machine at.
-	conn, err := net.DialUDP("udp", nil, client)
+	// The transfer's socket, connected to the client, from the address the request came to
+	// when the server listens on one (firmware drops answers from another): its local address
+	// is the one the client reaches this machine at.
+	var laddr *net.UDPAddr
+	if local != nil {
+		laddr = &net.UDPAddr{IP: local}
+	}
+	conn, err := net.DialUDP("udp", laddr, client)
 	if err != nil {
-		s.logf("tftp %s RRQ %s: %v", client.IP, req.file, err)
+		s.logf("tftp %s RRQ %q: %v", client.IP, req.file, err)
 		return
 	}
 	defer func() { _ = conn.Close() }()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
 	fail := func(code uint16, msg string) {
 		_, _ = conn.Write(errorPacket(code, msg))
-		s.logf("tftp %s RRQ %s: %s", client.IP, req.file, msg)
+		s.logf("tftp %s RRQ %q: %s", client.IP, req.file, msg)
 	}
-	if req.mode != "octet" && req.mode != "netascii" {
-		fail(errIllegal, "mode "+req.mode+": want octet")
+	if req.mode != "octet" {
+		// netascii would need line ends converted; every boot firmware asks for octet.
+		fail(errIllegal, "mode "+req.mode+": only octet is served")
 		return
 	}
 	base := s.BaseURL
@@ -160,8 +197,9 @@ func (s *Server) transfer(ctx context.Context, listen net.PacketConn, client *ne
 			if err != nil || n < 1 || n > 255 {
 				continue
 			}
+			n = min(n, maxTimeout)
 			t.timeout = time.Duration(n) * time.Second
-			oack = append(oack, k, v)
+			oack = append(oack, k, strconv.Itoa(n))
 		}
 	}
 	if len(oack) > 0 {
@@ -170,16 +208,16 @@ func (s *Server) transfer(ctx context.Context, listen net.PacketConn, client *ne
 			pkt = append(append(pkt, o...), 0)
 		}
 		if err := t.send(ctx, pkt, 0); err != nil {
-			s.logf("tftp %s RRQ %s: %v", client.IP, req.file, err)
+			s.logf("tftp %s RRQ %q: %v", client.IP, req.file, err)
 			return
 		}
 	}
 	sent, err := t.sendFile(ctx, f)
 	if err != nil {
-		s.logf("tftp %s RRQ %s: %v after %s", client.IP, req.file, err, size(sent))
+		s.logf("tftp %s RRQ %q: %v after %s", client.IP, req.file, err, size(sent))
 		return
 	}
-	s.logf("tftp %s RRQ %s: %s in %s, %d-byte blocks%s", client.IP, req.file, size(sent), time.Since(start).Round(time.Millisecond), t.block, describe(f))
+	s.logf("tftp %s RRQ %q: %s in %s, %d-byte blocks%s", client.IP, req.file, size(sent), time.Since(start).Round(time.Millisecond), t.block, describe(f))
 }
 
 func errorPacket(code uint16, msg string) []byte {
@@ -225,14 +263,17 @@ func (t *tftpConn) sendFile(ctx context.Context, f io.Reader) (int64, error) {
 func (t *tftpConn) send(ctx context.Context, pkt []byte, num uint16) error {
 	in := make([]byte, 516)
 	for try := 0; try < tftpRetries; try++ {
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("stopped: %w", err)
 		}
 		if _, err := t.conn.Write(pkt); err != nil {
 			return err
 		}
 		deadline := time.Now().Add(t.timeout)
 		for {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("stopped: %w", err)
+			}
 			_ = t.conn.SetReadDeadline(deadline)
 			n, err := t.conn.Read(in)
 			var ne net.Error

@@ -92,8 +92,6 @@ type Tree struct {
 	Machines string
 	// Files are extra files at the tree's root by name (the iPXE binaries).
 	Files map[string][]byte
-	// Epoch is the modification time the HTTP server gives every file (SOURCE_DATE_EPOCH).
-	Epoch time.Time
 }
 
 // File is an open file of the tree.
@@ -102,7 +100,10 @@ type File struct {
 	Size int64
 	// Machine is the MAC address the path named, if any; System the system served.
 	Machine, System string
-	close           func() error
+	// ModTime is a system file's modification time (zero for generated files): HTTP's
+	// Last-Modified, so that a rebuilt system is not taken for the cached one.
+	ModTime time.Time
+	close   func() error
 }
 
 // Close closes the file.
@@ -180,6 +181,9 @@ func (t *Tree) systemFile(name, file string) (*File, error) {
 		return nil, fmt.Errorf("systems/%s/%s: %w", name, file, ErrNotFound)
 	}
 	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) { // removed since the folder was read (a rebuild)
+		return nil, fmt.Errorf("systems/%s/%s: %w: %w", name, file, ErrNotFound, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +192,7 @@ func (t *Tree) systemFile(name, file string) (*File, error) {
 		f.Close()
 		return nil, err
 	}
-	return &File{ReadSeeker: f, Size: fi.Size(), System: name, close: f.Close}, nil
+	return &File{ReadSeeker: f, Size: fi.Size(), System: name, ModTime: fi.ModTime(), close: f.Close}, nil
 }
 
 // system finds a system by name ("" is the default one).

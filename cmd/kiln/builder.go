@@ -169,6 +169,9 @@ func builderCerts(_ context.Context, d *builder.Daemon, args []string) error {
 		if trusted, err = os.ReadFile(*trust); err != nil {
 			return fmt.Errorf("-trust: %w", err)
 		}
+		if err := builder.CheckRoots(trusted); err != nil {
+			return fmt.Errorf("-trust %s: %w", *trust, err)
+		}
 	}
 	if *force && *reissue {
 		return usageError{"-force and -reissue exclude each other: -force makes a new CA, -reissue keeps it"}
@@ -200,9 +203,6 @@ func builderCerts(_ context.Context, d *builder.Daemon, args []string) error {
 		return nil
 	}
 	data, err := builder.NodeUserData(files, trusted)
-	if err != nil && *trust != "" {
-		err = fmt.Errorf("-trust %s: %w", *trust, err)
-	}
 	if err != nil {
 		return err
 	}

@@ -54,8 +54,9 @@ func TestCLIExitCodesAndMessages(t *testing.T) {
 		{[]string{"serve", filepath.Join(dir, "nope")}, 1, "not a folder of systems"},
 		{[]string{"serve", "-url", "https://node:8080", systems}, 2, "-url https://node:8080: want http://HOST:PORT"},
 		{[]string{"serve", "-system", "other", systems}, 1, "-system other: not in " + systems + " (it has sys)"},
-		{[]string{"serve", "-machines", filepath.Join(dir, "nope"), systems}, 1, "-machines " + filepath.Join(dir, "nope") + ": not a folder"},
+		{[]string{"serve", "-machines", filepath.Join(dir, "nope"), systems}, 1, "-machines: stat " + filepath.Join(dir, "nope") + ": no such file or directory"},
 		{[]string{"builder", "certs", "-trust", bad}, 2, "-trust goes into the node configuration: give -node-config DIR too"},
+		{[]string{"builder", "certs", "-node-config", filepath.Join(dir, "node"), "-trust", bad}, 1, "-trust " + bad + ": no PEM certificate in it"},
 		{[]string{"run", "qemu", "-netboot", "http://10.0.2.2:8080/boot.ipxe", "out/sys"}, 2, "the kernel comes from the network"},
 	}
 	for _, tc := range cases {

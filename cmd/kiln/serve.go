@@ -43,6 +43,8 @@ func runServe(ctx context.Context, args []string) error {
 	baseURL := fs.String("url", "", "the URL clients reach this server at, http://HOST:PORT (default: the address each request came to;\n"+
 		"set it behind a NAT, such as QEMU's user-mode network, where the host is 10.0.2.2)")
 	cacheDir := fs.String("cache", "", "image cache folder for -bootloaders (default $KILN_CACHE or ~/.kiln/cache)")
+	allow := fs.String("allow", "", "comma-separated addresses or networks (10.1.0.0/24) requests may come from; others are refused\n"+
+		"(default: any). Machines' user data may hold secrets, such as a builder node's TLS key")
 	bootloaders := fs.String("bootloaders", envOr("KILN_BOOTLOADERS", assemble.DefaultBootloaders),
 		"image whose iPXE binaries TFTP serves (tools/bootloaders; empty: none)")
 	if err := parseFlags(fs, args); err != nil {
@@ -56,7 +58,9 @@ func runServe(ctx context.Context, args []string) error {
 		// PREFIX: that system, from its folder.
 		dir, *system = filepath.Dir(dir), filepath.Base(dir)
 	}
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+	if fi, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("%s: not a folder of systems, nor an output name with %s: %w", fs.Arg(0), assemble.KernelFile(fs.Arg(0)), err)
+	} else if !fi.IsDir() {
 		return fmt.Errorf("%s: not a folder of systems, nor an output name with %s", fs.Arg(0), assemble.KernelFile(fs.Arg(0)))
 	}
 	if *baseURL != "" {
@@ -65,15 +69,31 @@ func runServe(ctx context.Context, args []string) error {
 		}
 	}
 	if *machines != "" {
-		if fi, err := os.Stat(*machines); err != nil || !fi.IsDir() {
+		if fi, err := os.Stat(*machines); err != nil {
+			return fmt.Errorf("-machines: %w", err)
+		} else if !fi.IsDir() {
 			return fmt.Errorf("-machines %s: not a folder", *machines)
 		}
 	}
-	epoch, err := sourceDateEpoch()
-	if err != nil {
-		return err
+	var allowNets []*net.IPNet
+	for _, c := range strings.Split(*allow, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		if !strings.Contains(c, "/") {
+			if ip := net.ParseIP(c); ip != nil && ip.To4() != nil {
+				c += "/32"
+			} else {
+				c += "/128"
+			}
+		}
+		_, n, err := net.ParseCIDR(c)
+		if err != nil {
+			return usageError{fmt.Sprintf("-allow %s: want addresses or networks such as 10.1.0.0/24", *allow)}
+		}
+		allowNets = append(allowNets, n)
 	}
-	tree := &netboot.Tree{Dir: dir, Default: *system, Machines: *machines, Epoch: epoch}
+	tree := &netboot.Tree{Dir: dir, Default: *system, Machines: *machines}
 	systems, err := netboot.Systems(dir)
 	if err != nil {
 		return err
@@ -91,7 +111,10 @@ func runServe(ctx context.Context, args []string) error {
 	if *system == "" && len(systems) > 1 {
 		fmt.Fprintf(os.Stderr, "kiln serve: %d systems and no -system: machines without a system file in their folder are refused\n", len(systems))
 	}
-	srv := &netboot.Server{Tree: tree, Log: os.Stderr, BaseURL: strings.TrimSuffix(*baseURL, "/")}
+	srv := &netboot.Server{Tree: tree, Log: os.Stderr, BaseURL: strings.TrimSuffix(*baseURL, "/"), Allow: allowNets}
+	if *machines != "" && len(allowNets) == 0 && holdsKeys(*machines) {
+		fmt.Fprintf(os.Stderr, "kiln serve: WARNING: %s holds private keys (a builder node's TLS key?), which anyone who reaches this server can fetch: limit it with -allow NETWORK\n", *machines)
+	}
 
 	if *tftpAddr != "" && *bootloaders != "" {
 		tree.Files, err = loadIPXE(ctx, *cacheDir, *bootloaders)
@@ -203,4 +226,22 @@ func loadIPXE(ctx context.Context, cacheDir, ref string) (map[string][]byte, err
 		return nil, fmt.Errorf("image %s has no /ipxe/ (an older tools/bootloaders?)", ref)
 	}
 	return files, nil
+}
+
+// holdsKeys reports whether a file in the machines folder (one level of folders down) holds
+// a PEM private key.
+func holdsKeys(dir string) bool {
+	found := false
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || found {
+			return filepath.SkipAll
+		}
+		if d.Type().IsRegular() {
+			if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), "PRIVATE KEY") {
+				found = true
+			}
+		}
+		return nil
+	})
+	return found
 }
