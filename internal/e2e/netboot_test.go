@@ -162,14 +162,14 @@ func TestNetboot(t *testing.T) {
 	log := stopServe()
 	for _, l := range []string{
 		"kiln serve: systems in " + out + ": netboot (default)",
-		"GET /boot.ipxe: 200",
-		"GET /ipxe/" + mac + ": 200",
+		`GET "/boot.ipxe": 200`,
+		`GET "/ipxe/` + mac + `": 200`,
 		"(machine " + mac + ", system netboot)",
-		"GET /systems/netboot/kernel: 200",
-		"GET /systems/netboot/initrd.img: 200",
-		"GET /machines/" + mac + "/meta-data: 200",
-		"GET /machines/" + mac + "/user-data: 200",
-		"tftp 127.0.0.1 RRQ undionly.kpxe: ",
+		`GET "/systems/netboot/kernel": 200`,
+		`GET "/systems/netboot/initrd.img": 200`,
+		`GET "/machines/` + mac + `/meta-data": 200`,
+		`GET "/machines/` + mac + `/user-data": 200`,
+		`tftp 127.0.0.1 RRQ "undionly.kpxe": `,
 		"kiln serve: stopped",
 	} {
 		if !strings.Contains(log, l) {
