@@ -267,7 +267,7 @@ type kernelInitrd struct {
 	// files goes into it: an initramfs needs no empty /boot.
 	bootDir *archive.Entry
 	// sum, when set (media), hashes the kernel's and the initramfs' bytes as they are
-	// written: the content the media's GUIDs and serial numbers derive from.
+	// written: the content the media's GUIDs and serial numbers derive from (medium.seed).
 	sum hash.Hash
 }
 
