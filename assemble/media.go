@@ -315,8 +315,7 @@ func (m *medium) Close() error {
 func (m *medium) write() error {
 	switch m.format {
 	case "uki":
-		_, err := m.writeUKI(m.out)
-		return err
+		return m.writeUKI(m.out)
 	case "raw-efi", "aws":
 		sw := newSparseWriter(m.out.File)
 		if err := m.writeRawEFI(sw, 0); err != nil {
@@ -356,59 +355,75 @@ func (m *medium) write() error {
 	return fmt.Errorf("no writer for format %s", m.format)
 }
 
-// writeUKI writes the unified kernel image to w and returns the seed of what it holds (the
-// system, the stub, the command line and os-release), for the IDs of a medium around it.
-func (m *medium) writeUKI(w io.Writer) ([]byte, error) {
-	stub := m.o.boot.files[efiStubFile]
+// ukiParts are what the UKI is made of: the stub and its sections (reading the scratch files
+// from their start), and the seed of the IDs of a medium around it (the system, the stub, the
+// command line and os-release).
+func (m *medium) ukiParts() (stub []byte, secs []uki.Section, seed []byte, err error) {
+	stub = m.o.boot.files[efiStubFile]
 	cmdline, err := m.readCmdline()
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	kernelSize, err := rewind(m.kernel)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	initrdSize, err := rewind(m.initrd)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	osrel := m.osrel
 	if osrel == nil {
 		osrel = []byte("ID=kiln\nNAME=kiln\nPRETTY_NAME=\"" + m.o.name + " (kiln)\"\n")
 	}
-	secs := uki.Sections(osrel, bytes.TrimSpace(cmdline),
+	secs = uki.Sections(osrel, bytes.TrimSpace(cmdline),
 		layers.ContextReader(m.o.ctx, m.kernel), kernelSize, layers.ContextReader(m.o.ctx, m.initrd), initrdSize)
-	if err := uki.Write(w, m.o.arch, bytes.NewReader(stub), int64(len(stub)), secs); err != nil {
-		return nil, err
-	}
-	return m.seed("uki", fmt.Sprintf("%s\x00%x\x00%s", cmdline, sha256.Sum256(stub), osrel)), nil
+	seed = m.seed("uki", fmt.Sprintf("%s\x00%x\x00%s", cmdline, sha256.Sum256(stub), osrel))
+	return stub, secs, seed, nil
 }
 
-// ukiEntry writes the UKI to a scratch file and returns its seed and its FAT entry, at the
-// path firmware starts on removable media.
-func (m *medium) ukiEntry() ([]byte, fatimg.Entry, error) {
-	f, err := m.o.createScratch(m.format + "-uki")
+// writeUKI writes the unified kernel image to w.
+func (m *medium) writeUKI(w io.Writer) error {
+	stub, secs, _, err := m.ukiParts()
 	if err != nil {
-		return nil, fatimg.Entry{}, err
+		return err
 	}
-	seed, err := m.writeUKI(f)
+	return uki.Write(w, m.o.arch, bytes.NewReader(stub), int64(len(stub)), secs)
+}
+
+// ukiEntry returns the UKI's FAT entry, at the path firmware starts on removable media, its
+// body streamed from uki.Write in a goroutine of its own (no copy of the UKI on disk), and the
+// seed of the medium's IDs. done ends that goroutine and waits for it.
+func (m *medium) ukiEntry() (seed []byte, e fatimg.Entry, done func(), err error) {
+	stub, secs, seed, err := m.ukiParts()
 	if err != nil {
-		return nil, fatimg.Entry{}, err
+		return nil, fatimg.Entry{}, nil, err
 	}
-	size, err := rewind(f)
+	size, err := uki.Size(m.o.arch, bytes.NewReader(stub), int64(len(stub)), secs)
 	if err != nil {
-		return nil, fatimg.Entry{}, err
+		return nil, fatimg.Entry{}, nil, err
 	}
-	return seed, fatimg.Entry{Path: efiBootName[m.o.arch], Size: size, Body: layers.ContextReader(m.o.ctx, f)}, nil
+	pr, pw := io.Pipe()
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		pw.CloseWithError(uki.Write(pw, m.o.arch, bytes.NewReader(stub), int64(len(stub)), secs))
+	}()
+	done = func() {
+		pr.CloseWithError(errors.New("the medium writer stopped"))
+		<-finished
+	}
+	return seed, fatimg.Entry{Path: efiBootName[m.o.arch], Size: size, Body: pr}, done, nil
 }
 
 // writeRawEFI writes a GPT disk whose one partition, an EFI system partition (FAT32), holds
 // the UKI where firmware looks on removable media (EFI/BOOT/BOOTX64.EFI on amd64).
 func (m *medium) writeRawEFI(w io.Writer, diskSize int64) error {
-	sum, uki, err := m.ukiEntry()
+	sum, uki, done, err := m.ukiEntry()
 	if err != nil {
 		return err
 	}
+	defer done()
 	esp, err := espVolume(m.o, sum, []fatimg.Entry{uki}, uki.Size)
 	if err != nil {
 		return err
@@ -597,10 +612,11 @@ func volumeID(name string) string {
 // writeISOEFI writes an ISO whose El Torito EFI image is a FAT volume holding the UKI where
 // firmware looks.
 func (m *medium) writeISOEFI(w io.Writer) error {
-	sum, uki, err := m.ukiEntry()
+	sum, uki, done, err := m.ukiEntry()
 	if err != nil {
 		return err
 	}
+	defer done()
 	return m.writeEFIISO(w, sum, []fatimg.Entry{uki})
 }
 

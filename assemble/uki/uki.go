@@ -67,42 +67,66 @@ var Machines = map[string]uint16{
 	"arm64": pe.IMAGE_FILE_MACHINE_ARM64,
 }
 
-// Write writes the stub (stubSize bytes read through stub) with sections appended to w.
-// arch (a GOARCH name) is the architecture the stub must be for.
-func Write(w io.Writer, arch string, stub io.ReaderAt, stubSize int64, sections []Section) error {
+// placed is a new section with where it goes.
+type placed struct {
+	Section
+	raw, vma, rawSize int64
+}
+
+// layout is what Write writes: the stub's headers and section data changed (hdr), the new
+// sections after it, and the whole size.
+type layout struct {
+	hdr  []byte
+	add  []placed
+	end  int64 // len(hdr)
+	size int64
+}
+
+// Size is the size of the UKI that Write makes of these parts (or Write's error), so that
+// the UKI can be streamed into a file system that needs its size first.
+func Size(arch string, stub io.ReaderAt, stubSize int64, sections []Section) (int64, error) {
+	l, err := plan(arch, stub, stubSize, sections)
+	if err != nil {
+		return 0, err
+	}
+	return l.size, nil
+}
+
+// plan checks the stub and lays the sections out after it.
+func plan(arch string, stub io.ReaderAt, stubSize int64, sections []Section) (layout, error) {
 	if len(sections) == 0 {
-		return errors.New("uki: no sections to append")
+		return layout{}, errors.New("uki: no sections to append")
 	}
 	machine, ok := Machines[arch]
 	if !ok {
-		return fmt.Errorf("uki: no EFI stub for architecture %q: UKIs are made for amd64 and arm64", arch)
+		return layout{}, fmt.Errorf("uki: no EFI stub for architecture %q: UKIs are made for amd64 and arm64", arch)
 	}
 	f, err := pe.NewFile(stub)
 	if err != nil {
-		return fmt.Errorf("uki: the EFI stub is not a PE file: %w", err)
+		return layout{}, fmt.Errorf("uki: the EFI stub is not a PE file: %w", err)
 	}
 	oh, ok := f.OptionalHeader.(*pe.OptionalHeader64)
 	if !ok {
-		return errors.New("uki: the EFI stub is not a 64-bit (PE32+) image")
+		return layout{}, errors.New("uki: the EFI stub is not a 64-bit (PE32+) image")
 	}
 	if f.Machine != machine {
-		return fmt.Errorf("uki: the EFI stub is for machine %#x, not %s (%#x)", f.Machine, arch, machine)
+		return layout{}, fmt.Errorf("uki: the EFI stub is for machine %#x, not %s (%#x)", f.Machine, arch, machine)
 	}
 	if oh.Subsystem != subsystemEFIApplication {
-		return fmt.Errorf("uki: the EFI stub's subsystem is %d, not an EFI application (10)", oh.Subsystem)
+		return layout{}, fmt.Errorf("uki: the EFI stub's subsystem is %d, not an EFI application (10)", oh.Subsystem)
 	}
 	if len(oh.DataDirectory) > dirSecurity && oh.DataDirectory[dirSecurity].Size != 0 {
-		return errors.New("uki: the EFI stub is signed; its signature would not cover the kernel: use an unsigned stub and sign the UKI")
+		return layout{}, errors.New("uki: the EFI stub is signed; its signature would not cover the kernel: use an unsigned stub and sign the UKI")
 	}
 	fileAlign, secAlign := int64(oh.FileAlignment), int64(oh.SectionAlignment)
 	if fileAlign == 0 || secAlign == 0 || fileAlign&(fileAlign-1) != 0 || secAlign&(secAlign-1) != 0 || vmaAlign%secAlign != 0 {
-		return fmt.Errorf("uki: the EFI stub's alignments (file %#x, section %#x) are not usable", fileAlign, secAlign)
+		return layout{}, fmt.Errorf("uki: the EFI stub's alignments (file %#x, section %#x) are not usable", fileAlign, secAlign)
 	}
 
 	// Where the headers are.
 	var lfanew [4]byte
 	if _, err := stub.ReadAt(lfanew[:], 0x3c); err != nil {
-		return fmt.Errorf("uki: reading the EFI stub: %w", err)
+		return layout{}, fmt.Errorf("uki: reading the EFI stub: %w", err)
 	}
 	coff := int64(binary.LittleEndian.Uint32(lfanew[:])) + 4
 	opt := coff + 20
@@ -120,32 +144,28 @@ func Write(w io.Writer, arch string, stub io.ReaderAt, stubSize int64, sections 
 		vmaEnd = max(vmaEnd, int64(s.VirtualAddress)+int64(max(s.VirtualSize, s.Size)))
 	}
 	if tableEnd > firstRaw {
-		return fmt.Errorf("uki: the EFI stub's headers have no room for %d more section headers", len(sections))
+		return layout{}, fmt.Errorf("uki: the EFI stub's headers have no room for %d more section headers", len(sections))
 	}
 	if end > stubSize || headers > stubSize {
-		return errors.New("uki: the EFI stub is truncated")
+		return layout{}, errors.New("uki: the EFI stub is truncated")
 	}
 	end = max(end, headers)
 
 	// The new section headers.
-	type placed struct {
-		Section
-		raw, vma, rawSize int64
-	}
 	var add []placed
 	raw := alignUp(end, fileAlign)
 	vma := alignUp(vmaEnd, vmaAlign)
 	var addedData int64
 	for _, s := range sections {
 		if len(s.Name) == 0 || len(s.Name) > 8 {
-			return fmt.Errorf("uki: section name %q: want 1 to 8 bytes", s.Name)
+			return layout{}, fmt.Errorf("uki: section name %q: want 1 to 8 bytes", s.Name)
 		}
 		if s.Size < 0 || s.Size > 0xffffffff {
-			return fmt.Errorf("uki: section %s: %d bytes does not fit a PE section", s.Name, s.Size)
+			return layout{}, fmt.Errorf("uki: section %s: %d bytes does not fit a PE section", s.Name, s.Size)
 		}
 		for _, old := range f.Sections {
 			if old.Name == s.Name {
-				return fmt.Errorf("uki: the EFI stub has a %s section already", s.Name)
+				return layout{}, fmt.Errorf("uki: the EFI stub has a %s section already", s.Name)
 			}
 		}
 		p := placed{Section: s, raw: raw, vma: vma, rawSize: alignUp(s.Size, fileAlign)}
@@ -155,7 +175,7 @@ func Write(w io.Writer, arch string, stub io.ReaderAt, stubSize int64, sections 
 		addedData += p.rawSize
 	}
 	if raw > 0xffffffff || vma > 0xffffffff {
-		return errors.New("uki: the kernel and initramfs are too large for one PE image (4 GiB)")
+		return layout{}, errors.New("uki: the kernel and initramfs are too large for one PE image (4 GiB)")
 	}
 	last := add[len(add)-1]
 	sizeOfImage := alignUp(last.vma+max(last.Size, 1), secAlign)
@@ -163,7 +183,7 @@ func Write(w io.Writer, arch string, stub io.ReaderAt, stubSize int64, sections 
 	// The stub's headers, changed.
 	hdr := make([]byte, end)
 	if _, err := stub.ReadAt(hdr, 0); err != nil {
-		return fmt.Errorf("uki: reading the EFI stub: %w", err)
+		return layout{}, fmt.Errorf("uki: reading the EFI stub: %w", err)
 	}
 	le := binary.LittleEndian
 	le.PutUint16(hdr[coff+2:], uint16(len(f.Sections)+len(sections)))
@@ -189,6 +209,17 @@ func Write(w io.Writer, arch string, stub io.ReaderAt, stubSize int64, sections 
 		at += sectionHeaderSize
 	}
 
+	return layout{hdr: hdr, add: add, end: end, size: raw}, nil
+}
+
+// Write writes the stub (stubSize bytes read through stub) with sections appended to w.
+// arch (a GOARCH name) is the architecture the stub must be for.
+func Write(w io.Writer, arch string, stub io.ReaderAt, stubSize int64, sections []Section) error {
+	l, err := plan(arch, stub, stubSize, sections)
+	if err != nil {
+		return err
+	}
+	hdr, add, end, raw := l.hdr, l.add, l.end, l.size
 	if _, err := w.Write(hdr); err != nil {
 		return err
 	}

@@ -111,3 +111,25 @@ func TestWriteErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestSize: Size says how many bytes Write writes, and fails as Write does.
+func TestSize(t *testing.T) {
+	stub := ukitest.Stub(pe.IMAGE_FILE_MACHINE_AMD64, false)
+	secs := func() []Section {
+		return Sections([]byte("ID=kiln\n"), []byte("console=ttyS0"), strings.NewReader("KERNEL"), 6, strings.NewReader(strings.Repeat("i", 5000)), 5000)
+	}
+	n, err := Size("amd64", bytes.NewReader(stub), int64(len(stub)), secs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := Write(&out, "amd64", bytes.NewReader(stub), int64(len(stub)), secs()); err != nil {
+		t.Fatal(err)
+	}
+	if n != int64(out.Len()) {
+		t.Errorf("Size %d, Write wrote %d", n, out.Len())
+	}
+	if _, err := Size("s390x", bytes.NewReader(stub), int64(len(stub)), secs()); err == nil {
+		t.Error("Size took s390x")
+	}
+}
