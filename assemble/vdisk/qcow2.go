@@ -1,5 +1,5 @@
-// Package vdisk writes virtual machine disk formats (qcow2; VHD and VMDK are to come) from a
-// raw disk image, such as the ones assemble writes for raw-efi and raw-bios.
+// Package vdisk writes virtual machine disk formats (qcow2, VHD fixed and dynamic, VMDK) from
+// a raw disk image, such as the ones assemble writes for raw-efi and raw-bios.
 //
 // Each writer reads the raw image twice through an io.ReaderAt: once to find the clusters
 // that hold data (all-zero ones are left out, so the result is as small as the content), and
@@ -9,8 +9,11 @@ package vdisk
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -24,20 +27,62 @@ const (
 )
 
 // dataClusters lists the indexes of the clusters of size bytes (read through r) that hold
-// anything but zeros.
+// anything but zeros. When r is a file, the holes the file system reports (SEEK_HOLE) are
+// skipped unread: they read as zeros. Which clusters count is decided by their bytes alone,
+// so the result does not depend on how the file system stores the file.
 func dataClusters(r io.ReaderAt, size int64, cluster int) ([]int64, error) {
 	buf := make([]byte, cluster)
 	var out []int64
-	for i := int64(0); i*int64(cluster) < size; i++ {
+	next := int64(0) // the first cluster not looked at yet
+	check := func(i int64) error {
 		n := min(int64(cluster), size-i*int64(cluster))
 		if _, err := r.ReadAt(buf[:n], i*int64(cluster)); err != nil {
-			return nil, fmt.Errorf("reading the raw image at %d: %w", i*int64(cluster), err)
+			return fmt.Errorf("reading the raw image at %d: %w", i*int64(cluster), err)
 		}
 		if !zero(buf[:n]) {
 			out = append(out, i)
 		}
+		return nil
+	}
+	for _, ext := range dataExtents(r, size) {
+		first, last := max(next, ext[0]/int64(cluster)), ceilDiv(ext[1], int64(cluster))
+		for i := first; i < last; i++ {
+			if err := check(i); err != nil {
+				return nil, err
+			}
+		}
+		next = max(next, last)
 	}
 	return out, nil
+}
+
+// dataExtents are the byte ranges [start, end) of r's first size bytes that may hold data: the
+// file system's data extents when r is a file that reports them (SEEK_DATA, SEEK_HOLE), else
+// the whole range.
+func dataExtents(r io.ReaderAt, size int64) [][2]int64 {
+	whole := [][2]int64{{0, size}}
+	f, ok := r.(interface{ Fd() uintptr })
+	if !ok {
+		return whole
+	}
+	fd := int(f.Fd())
+	var out [][2]int64
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) || (err == nil && data >= size) {
+			break // no data after off
+		}
+		if err != nil {
+			return whole
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return whole
+		}
+		out = append(out, [2]int64{data, min(hole, size)})
+		off = hole
+	}
+	return out
 }
 
 func zero(b []byte) bool {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -81,5 +82,49 @@ func TestQCOW2(t *testing.T) {
 	}
 	if err := QCOW2(&bytes.Buffer{}, bytes.NewReader(nil), 1000); err == nil || !strings.Contains(err.Error(), "not a whole number of sectors") {
 		t.Errorf("odd size: %v", err)
+	}
+}
+
+// TestDataClustersSkipsHoles: a sparse file's holes are skipped, and the clusters found are
+// those its bytes say, whatever the file system stores: written zeros count as zeros.
+func TestDataClustersSkipsHoles(t *testing.T) {
+	const cluster = 64 << 10
+	f, err := os.Create(filepath.Join(t.TempDir(), "sparse.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	size := int64(200 * cluster)
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		off  int64
+		data []byte
+	}{
+		{3 * cluster, []byte("data")},
+		{50*cluster - 2, []byte("across two clusters")},
+		{100 * cluster, make([]byte, 3*cluster)}, // allocated, all zero
+		{size - 1, []byte{1}},
+	} {
+		if _, err := f.WriteAt(w.data, w.off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	content, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromFile, err := dataClusters(f, size, cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromBytes, err := dataClusters(bytes.NewReader(content), size, cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int64{3, 49, 50, 199}
+	if !slices.Equal(fromFile, want) || !slices.Equal(fromBytes, want) {
+		t.Errorf("data clusters: from the file %v, from its bytes %v; want %v", fromFile, fromBytes, want)
 	}
 }
