@@ -16,12 +16,15 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,8 +85,16 @@ func TestAppliance(t *testing.T) {
 
 	// The client's certificates (what kiln and buildctl present) and the node's configuration;
 	// a second CA for a client the node must refuse.
+	// The node also trusts a CA of the test's (kiln builder certs -trust), as it would a
+	// TLS-inspecting proxy's: an HTTPS server on the host's loopback (10.0.2.2 from the VM)
+	// with a certificate from it serves a file the node's builds fetch.
+	httpsURL, proxyCA, fetched := startHTTPS(t, "fetched over HTTPS by the node\n")
+	proxyCAFile := filepath.Join(out, "proxy-ca.pem")
+	if err := os.WriteFile(proxyCAFile, proxyCA, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	client := filepath.Join(out, "client")
-	w.must(t, w.kiln, "builder", "-root", client, "certs", "-node-config", filepath.Join(out, "node"))
+	w.must(t, w.kiln, "builder", "-root", client, "certs", "-node-config", filepath.Join(out, "node"), "-trust", proxyCAFile)
 	foreign := filepath.Join(out, "foreign")
 	w.must(t, w.kiln, "builder", "-root", foreign, "certs")
 	userData, err := os.ReadFile(filepath.Join(out, "node", "user-data"))
@@ -149,6 +160,7 @@ func TestAppliance(t *testing.T) {
 		"network: eth0: 10.0.2.15/24",
 		"kiln-init: onboot network exited 0",
 		"buildkitd: mutual TLS on 0.0.0.0:1234",
+		"buildkitd: downloads trust /etc/ssl/certs/ca-certificates.crt and 1 more root certificates from /run/config/buildkit/trusted-ca.pem",
 		"buildkitd: ready on tcp://0.0.0.0:1234 (mutual TLS)",
 	}
 	for _, l := range want {
@@ -233,6 +245,17 @@ func TestAppliance(t *testing.T) {
 		"--output", "type=oci,dest="+ociTar)...)
 	if fi, err := os.Stat(ociTar); err != nil || fi.Size() == 0 {
 		t.Errorf("buildctl's OCI tar: %v", err)
+	}
+	// A build that fetches over HTTPS from a server whose CA only the node configuration's
+	// trusted-ca.pem names.
+	addDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(addDir, "Dockerfile"), []byte("FROM scratch\nADD "+httpsURL+" /fetched.txt\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.must(t, buildctl, append(tlsArgs(certs, certs), "build", "--frontend", "dockerfile.v0",
+		"--local", "context="+addDir, "--local", "dockerfile="+addDir, "--output", "type=oci,dest="+filepath.Join(out, "fetched.tar"))...)
+	if fetched.Load() == 0 {
+		t.Error("the HTTPS server saw no request from the node's build")
 	}
 
 	// kiln with the node as its linux/amd64 builder: the package's digest is the one the build
@@ -550,6 +573,51 @@ func expiredNodeConfig(t *testing.T, certs, dir string) []byte {
 		t.Fatal(err)
 	}
 	return userData
+}
+
+// startHTTPS serves body over HTTPS on the host's loopback with a certificate from a CA of
+// its own, for 10.0.2.2 (the host as QEMU's user network shows it). It returns the file's URL
+// as the VM reaches it, the CA's certificate (PEM) and the count of requests.
+func startHTTPS(t *testing.T, body string) (string, []byte, *atomic.Int32) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "e2e proxy CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "10.0.2.2"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(10, 0, 2, 2), net.IPv4(127, 0, 0, 1)},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hits atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		_, _ = io.WriteString(w, body)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	return fmt.Sprintf("https://10.0.2.2:%d/fetched.txt", port), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), &hits
 }
 
 // loopbackPort returns a loopback TCP port nothing listens on now.
