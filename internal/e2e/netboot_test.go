@@ -49,7 +49,7 @@ func TestNetboot(t *testing.T) {
 		}
 	}
 
-	port := freeTCPPort(t)
+	port := loopbackPort(t)
 	base := fmt.Sprintf("http://10.0.2.2:%d", port)
 	serveLog := filepath.Join(out, "serve.log")
 	logFile, err := os.Create(serveLog)
@@ -176,15 +176,4 @@ func TestNetboot(t *testing.T) {
 			t.Errorf("kiln serve's log has no %q:\n%s", l, log)
 		}
 	}
-}
-
-// freeTCPPort is a loopback port nothing listens on now.
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
