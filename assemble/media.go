@@ -322,7 +322,13 @@ func (m *medium) write() error {
 			return err
 		}
 		return sw.finish()
-	case "qcow2-efi", "vhd", "dynamic-vhd", "vmdk", "gcp":
+	case "qcow2-efi":
+		q := vdisk.NewQCOW2Writer(m.out.File)
+		if err := m.writeRawEFI(q, 0); err != nil {
+			return err
+		}
+		return m.closeQCOW2(q)
+	case "vhd", "dynamic-vhd", "vmdk", "gcp":
 		return m.writeVirtualDisk()
 	case "raw-bios":
 		sw := newSparseWriter(m.out.File)
@@ -331,18 +337,11 @@ func (m *medium) write() error {
 		}
 		return sw.finish()
 	case "qcow2-bios":
-		raw, err := m.o.createScratch(m.format + "-raw")
-		if err != nil {
+		q := vdisk.NewQCOW2Writer(m.out.File)
+		if err := m.writeRawBIOS(q); err != nil {
 			return err
 		}
-		sw := newSparseWriter(raw.File)
-		if err := m.writeRawBIOS(sw); err != nil {
-			return err
-		}
-		if err := sw.finish(); err != nil {
-			return err
-		}
-		return vdisk.QCOW2(m.out, raw.File, sw.off)
+		return m.closeQCOW2(q)
 	case "iso-efi":
 		return m.writeISOEFI(m.out)
 	case "iso-efi-initrd":
@@ -353,6 +352,16 @@ func (m *medium) write() error {
 		return m.writeISOIPL(m.out)
 	}
 	return fmt.Errorf("no writer for format %s", m.format)
+}
+
+// closeQCOW2 finishes the qcow2 image q wrote to the output file (with WriteAt) and leaves
+// the file's offset at its end, as plain writes would.
+func (m *medium) closeQCOW2(q *vdisk.QCOW2Writer) error {
+	if err := q.Close(); err != nil {
+		return err
+	}
+	_, err := m.out.Seek(0, io.SeekEnd)
+	return err
 }
 
 // ukiParts are what the UKI is made of: the stub and its sections (reading the scratch files
@@ -498,7 +507,7 @@ func (m *medium) writeRawBIOS(w io.Writer) error {
 }
 
 // writeVirtualDisk writes raw-efi's disk to a sparse scratch file and converts it to the
-// format's container: qcow2, VHD (fixed or dynamic), VMDK, or GCP's tar.gz of disk.raw (a
+// format's container: VHD (fixed or dynamic), VMDK, or GCP's tar.gz of disk.raw (a
 // disk of whole GiB, as Compute Engine wants).
 func (m *medium) writeVirtualDisk() error {
 	raw, err := m.o.createScratch(m.format + "-raw")
@@ -529,8 +538,6 @@ func (m *medium) writeVirtualDisk() error {
 	id := m.seed(m.format, string(cmdline))
 	f := raw.File
 	switch m.format {
-	case "qcow2-efi":
-		return vdisk.QCOW2(m.out, f, size)
 	case "vhd":
 		return vdisk.VHDFixed(m.out, f, size, id, m.o.mtime)
 	case "dynamic-vhd":

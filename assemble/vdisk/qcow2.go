@@ -1,10 +1,12 @@
-// Package vdisk writes virtual machine disk formats (qcow2, VHD fixed and dynamic, VMDK) from
+// Package vdisk writes virtual machine disk formats (qcow2, VHD fixed and dynamic, VMDK) of
 // a raw disk image, such as the ones assemble writes for raw-efi and raw-bios.
 //
-// Each writer reads the raw image twice through an io.ReaderAt: once to find the clusters
-// that hold data (all-zero ones are left out, so the result is as small as the content), and
-// once to copy them, in order, behind the tables; the output is written front to back in one
-// stream. Nothing depends on time or chance: the same raw image gives the same bytes.
+// qcow2 is made as the raw image is written (QCOW2Writer): data clusters go out as they come
+// and the tables follow them, so no copy of the raw image is needed. The VHD and VMDK writers
+// read the raw image twice through an io.ReaderAt: once to find the clusters that hold data,
+// and once to copy them, in order, behind the tables, front to back in one stream. Every
+// writer leaves all-zero clusters out, so the result is as small as the content. Nothing
+// depends on time or chance: the same raw image gives the same bytes.
 package vdisk
 
 import (
@@ -102,30 +104,105 @@ func zero(b []byte) bool {
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
-// QCOW2 writes the raw image of size bytes (read through r) to w as a qcow2 (version 3) image
-// of the same virtual size, with 64 KiB clusters: the header, the L1 table, the refcount
-// table and blocks, the L2 tables, then the data clusters.
-func QCOW2(w io.Writer, r io.ReaderAt, size int64) error {
-	if size <= 0 || size%512 != 0 {
-		return fmt.Errorf("qcow2: the raw image is %d bytes, not a whole number of sectors", size)
+// QCOW2Writer makes a qcow2 (version 3) image, with 64 KiB clusters, of the raw disk image
+// written to it front to back, as the bytes come: no copy of the raw image is kept. Each data
+// cluster (one holding anything but zeros) goes to out as soon as it is complete, behind the
+// header's cluster; Close appends the L2 tables, the L1 table and the refcount structures, and
+// then writes the header, which points at them. The same raw bytes give the same image.
+type QCOW2Writer struct {
+	out  io.WriterAt
+	buf  []byte  // the cluster being filled
+	fill int     // how much of buf is filled
+	size int64   // raw bytes taken
+	data []int64 // the raw image's index of each data cluster, in the order written
+	err  error
+}
+
+// NewQCOW2Writer returns a writer that makes a qcow2 image in out (a file, say) of what is
+// written to it; its bytes are in place once Close returns nil.
+func NewQCOW2Writer(out io.WriterAt) *QCOW2Writer {
+	return &QCOW2Writer{out: out, buf: make([]byte, qcowCluster)}
+}
+
+// Write takes the raw image's next bytes.
+func (q *QCOW2Writer) Write(p []byte) (int, error) {
+	if q.err != nil {
+		return 0, q.err
 	}
-	data, err := dataClusters(r, size, qcowCluster)
-	if err != nil {
-		return fmt.Errorf("qcow2: %w", err)
+	n := 0
+	for len(p) > 0 {
+		k := copy(q.buf[q.fill:], p)
+		q.fill += k
+		q.size += int64(k)
+		n += k
+		p = p[k:]
+		if q.fill == qcowCluster {
+			if err := q.flush(); err != nil {
+				return n, err
+			}
+		}
 	}
-	virtual := ceilDiv(size, qcowCluster)
+	return n, nil
+}
+
+// flush writes the cluster in buf (zero-padded) if it holds data, and starts the next.
+func (q *QCOW2Writer) flush() error {
+	clear(q.buf[q.fill:])
+	q.fill = 0
+	if zero(q.buf) {
+		return nil
+	}
+	at := (1 + int64(len(q.data))) * qcowCluster
+	if _, err := q.out.WriteAt(q.buf, at); err != nil {
+		q.err = fmt.Errorf("qcow2: writing a data cluster at %d: %w", at, err)
+		return q.err
+	}
+	q.data = append(q.data, (q.size-1)/qcowCluster)
+	return nil
+}
+
+// Close writes the tables and the header. The raw image must be a whole number of sectors.
+func (q *QCOW2Writer) Close() error {
+	if q.err != nil {
+		return q.err
+	}
+	if q.size <= 0 || q.size%512 != 0 {
+		q.err = fmt.Errorf("qcow2: the raw image is %d bytes, not a whole number of sectors", q.size)
+		return q.err
+	}
+	if q.fill > 0 {
+		if err := q.flush(); err != nil {
+			return err
+		}
+	}
+	q.err = q.finish()
+	if q.err == nil {
+		q.err = errors.New("qcow2: the image is closed")
+		return nil
+	}
+	return q.err
+}
+
+// finish lays out, after the data clusters: the L2 tables (one for each 512 MiB of the raw
+// image that holds data), the L1 table, the refcount blocks and the refcount table.
+func (q *QCOW2Writer) finish() error {
+	virtual := ceilDiv(q.size, qcowCluster)
 	l1Size := ceilDiv(virtual, l2Entries)
 	l1Clusters := ceilDiv(l1Size*8, qcowCluster)
-	// The L2 tables: one for each 512 MiB that holds data, in order.
-	var l2s []int64 // L1 index of each L2 table
-	for _, c := range data {
+	be := binary.BigEndian // qcow2 is big-endian throughout
+	var l2s []int64        // L1 index of each L2 table
+	var tables []byte      // the L2 tables, in order
+	for k, c := range q.data {
 		if i := c / l2Entries; len(l2s) == 0 || l2s[len(l2s)-1] != i {
 			l2s = append(l2s, i)
+			tables = append(tables, make([]byte, qcowCluster)...)
 		}
+		l2 := tables[(len(l2s)-1)*qcowCluster:]
+		be.PutUint64(l2[(c%l2Entries)*8:], uint64((1+int64(k))*qcowCluster)|qcowCopied)
 	}
 	// Every cluster of the file has a refcount, the refcount structures' own included: grow
 	// them until they count themselves.
-	fixed := 1 + l1Clusters + int64(len(l2s)) + int64(len(data))
+	fixed := 1 + int64(len(q.data)) + int64(len(l2s)) + l1Clusters
 	var rtClusters, rbClusters int64
 	for {
 		total := fixed + rtClusters + rbClusters
@@ -137,66 +214,45 @@ func QCOW2(w io.Writer, r io.ReaderAt, size int64) error {
 		rbClusters, rtClusters = rb, rt
 	}
 	total := fixed + rtClusters + rbClusters
-	l1At := int64(1)
-	rtAt := l1At + l1Clusters
-	rbAt := rtAt + rtClusters
-	l2At := rbAt + rbClusters
-	dataAt := l2At + int64(len(l2s))
-
-	le := binary.BigEndian // qcow2 is big-endian throughout
-	header := make([]byte, qcowCluster)
-	copy(header, "QFI\xfb")
-	le.PutUint32(header[4:], 3)
-	le.PutUint32(header[20:], qcowClusterBits)
-	le.PutUint64(header[24:], uint64(size))
-	le.PutUint32(header[36:], uint32(l1Size))
-	le.PutUint64(header[40:], uint64(l1At*qcowCluster))
-	le.PutUint64(header[48:], uint64(rtAt*qcowCluster))
-	le.PutUint32(header[56:], uint32(rtClusters))
-	le.PutUint32(header[96:], 4) // refcount_order: 16-bit refcounts
-	le.PutUint32(header[100:], qcowHeaderLen)
-	// The header extension area ends at once (type 0, length 0: already zero).
+	l2At := 1 + int64(len(q.data))
+	l1At := l2At + int64(len(l2s))
+	rbAt := l1At + l1Clusters
+	rtAt := rbAt + rbClusters
 
 	l1 := make([]byte, l1Clusters*qcowCluster)
 	for k, i := range l2s {
-		le.PutUint64(l1[i*8:], uint64((l2At+int64(k))*qcowCluster)|qcowCopied)
-	}
-	rt := make([]byte, rtClusters*qcowCluster)
-	for k := range rbClusters {
-		le.PutUint64(rt[k*8:], uint64((rbAt+k)*qcowCluster))
+		be.PutUint64(l1[i*8:], uint64((l2At+int64(k))*qcowCluster)|qcowCopied)
 	}
 	rb := make([]byte, rbClusters*qcowCluster)
 	for c := range total {
-		le.PutUint16(rb[c*2:], 1)
+		be.PutUint16(rb[c*2:], 1)
 	}
-	for _, b := range [][]byte{header, l1, rt, rb} {
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
+	rt := make([]byte, rtClusters*qcowCluster)
+	for k := range rbClusters {
+		be.PutUint64(rt[k*8:], uint64((rbAt+k)*qcowCluster))
 	}
-	// The L2 tables, each written when complete.
-	l2 := make([]byte, qcowCluster)
-	next := 0
-	for k, i := range l2s {
-		clear(l2)
-		for next < len(data) && data[next]/l2Entries == i {
-			le.PutUint64(l2[(data[next]%l2Entries)*8:], uint64((dataAt+int64(next))*qcowCluster)|qcowCopied)
-			next++
+	at := l2At * qcowCluster
+	for _, b := range [][]byte{tables, l1, rb, rt} {
+		if _, err := q.out.WriteAt(b, at); err != nil {
+			return fmt.Errorf("qcow2: writing the tables at %d: %w", at, err)
 		}
-		if _, err := w.Write(l2); err != nil {
-			return fmt.Errorf("qcow2: writing L2 table %d: %w", k, err)
-		}
+		at += int64(len(b))
 	}
-	buf := make([]byte, qcowCluster)
-	for _, c := range data {
-		n := min(int64(qcowCluster), size-c*qcowCluster)
-		clear(buf[n:])
-		if _, err := r.ReadAt(buf[:n], c*qcowCluster); err != nil {
-			return fmt.Errorf("qcow2: reading the raw image at %d: %w", c*qcowCluster, err)
-		}
-		if _, err := w.Write(buf); err != nil {
-			return err
-		}
+
+	header := make([]byte, qcowCluster)
+	copy(header, "QFI\xfb")
+	be.PutUint32(header[4:], 3)
+	be.PutUint32(header[20:], qcowClusterBits)
+	be.PutUint64(header[24:], uint64(q.size))
+	be.PutUint32(header[36:], uint32(l1Size))
+	be.PutUint64(header[40:], uint64(l1At*qcowCluster))
+	be.PutUint64(header[48:], uint64(rtAt*qcowCluster))
+	be.PutUint32(header[56:], uint32(rtClusters))
+	be.PutUint32(header[96:], 4) // refcount_order: 16-bit refcounts
+	be.PutUint32(header[100:], qcowHeaderLen)
+	// The header extension area ends at once (type 0, length 0: already zero).
+	if _, err := q.out.WriteAt(header, 0); err != nil {
+		return fmt.Errorf("qcow2: writing the header: %w", err)
 	}
 	return nil
 }
