@@ -212,7 +212,8 @@ type medium struct {
 // mediaSplit is the kernel+initrd split the media of a build share.
 type mediaSplit struct {
 	kernelInitrd
-	osrel  []byte // the system's etc/os-release, for the UKI's .osrel
+	osrel  []byte // the system's etc/os-release when a regular file, for the UKI's .osrel
+	usrRel []byte // its usr/lib/os-release when a regular file
 	closed bool
 	err    error // the split's closing error, for every medium
 }
@@ -248,12 +249,16 @@ func (m *medium) WriteEntry(e archive.Entry, body io.Reader) error {
 	if !m.owner {
 		return nil
 	}
-	if e.Name == "etc/os-release" && e.Typeflag == tar.TypeReg && e.Size <= 64<<10 && body != nil {
+	if (e.Name == "etc/os-release" || e.Name == "usr/lib/os-release") && e.Typeflag == tar.TypeReg && e.Size <= 64<<10 && body != nil {
 		b, err := io.ReadAll(body)
 		if err != nil {
 			return err
 		}
-		m.osrel = b
+		if e.Name == "etc/os-release" {
+			m.osrel = b
+		} else {
+			m.usrRel = b
+		}
 		body = bytes.NewReader(b)
 	}
 	return m.kernelInitrd.WriteEntry(e, body)
@@ -381,14 +386,24 @@ func (m *medium) ukiParts() (stub []byte, secs []uki.Section, seed []byte, err e
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	osrel := m.osrel
-	if osrel == nil {
-		osrel = []byte("ID=kiln\nNAME=kiln\nPRETTY_NAME=\"" + m.o.name + " (kiln)\"\n")
-	}
+	osrel := m.osRelease()
 	secs = uki.Sections(osrel, bytes.TrimSpace(cmdline),
 		layers.ContextReader(m.o.ctx, m.kernel), kernelSize, layers.ContextReader(m.o.ctx, m.initrd), initrdSize)
 	seed = m.seed("uki", fmt.Sprintf("%s\x00%x\x00%s", cmdline, sha256.Sum256(stub), osrel))
 	return stub, secs, seed, nil
+}
+
+// osRelease is the UKI's .osrel, found as os-release(5) says: etc/os-release, else
+// usr/lib/os-release (where Debian's etc/os-release, a symbolic link, points), else a few lines
+// naming the system.
+func (m *medium) osRelease() []byte {
+	switch {
+	case m.osrel != nil:
+		return m.osrel
+	case m.usrRel != nil:
+		return m.usrRel
+	}
+	return []byte("ID=kiln\nNAME=kiln\nPRETTY_NAME=\"" + m.o.name + " (kiln)\"\n")
 }
 
 // writeUKI writes the unified kernel image to w.

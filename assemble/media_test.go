@@ -362,3 +362,45 @@ func TestMediaIDsFollowContent(t *testing.T) {
 		t.Errorf("raw-bios: the same disk GUID %x for other content", guid1)
 	}
 }
+
+// The UKI's .osrel follows os-release(5): etc/os-release, else usr/lib/os-release (Debian's
+// etc/os-release is a symbolic link to it), else lines naming the system.
+func TestUKIOsRelease(t *testing.T) {
+	cache := mediaCache(t)
+	for _, tc := range []struct {
+		name  string
+		files []file
+		want  string
+	}{
+		{"symbolic link to usr/lib", []file{dir("etc"), sym("etc/os-release", "../usr/lib/os-release"), dir("usr"), dir("usr/lib"),
+			reg("usr/lib/os-release", "ID=debian\n")}, "ID=debian\n"},
+		{"both regular", []file{dir("etc"), reg("etc/os-release", "ID=etc\n"), dir("usr"), dir("usr/lib"),
+			reg("usr/lib/os-release", "ID=usr\n")}, "ID=etc\n"},
+		{"none", []file{dir("etc")}, "ID=kiln\nNAME=kiln\nPRETTY_NAME=\"system (kiln)\"\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := cache.WriteImage("kiln/test-osrel:v1", testImage(t, "amd64", v1.Config{}, append([]file{exe("init", "#!init")}, tc.files...))); err != nil {
+				t.Fatal(err)
+			}
+			out := t.TempDir()
+			yml := writeYAML(t, "kernel:\n  image: kiln/test-kernel:v1\ninit:\n  - kiln/test-osrel:v1\n")
+			if _, err := build(t, Options{Files: []string{yml}, Dir: out, Cache: cache, Bootloaders: testBootloaders,
+				Formats: mediaFormats(t, "uki"), Epoch: time.Unix(1700000000, 0)}); err != nil {
+				t.Fatal(err)
+			}
+			f, err := pe.Open(UKIFile(filepath.Join(out, "system")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			s := f.Section(".osrel")
+			if s == nil {
+				t.Fatal("no .osrel section")
+			}
+			got, err := io.ReadAll(io.NewSectionReader(s, 0, int64(s.VirtualSize)))
+			if err != nil || string(got) != tc.want {
+				t.Errorf(".osrel = %q (%v), want %q", got, err, tc.want)
+			}
+		})
+	}
+}
