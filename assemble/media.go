@@ -249,17 +249,22 @@ func (m *medium) WriteEntry(e archive.Entry, body io.Reader) error {
 	if !m.owner {
 		return nil
 	}
-	if (e.Name == "etc/os-release" || e.Name == "usr/lib/os-release") && e.Typeflag == tar.TypeReg && e.Size <= 64<<10 && body != nil {
-		b, err := io.ReadAll(body)
-		if err != nil {
-			return err
+	if e.Name == "etc/os-release" || e.Name == "usr/lib/os-release" {
+		// A later image's entry replaces an earlier one, whatever its type: only the last
+		// counts, and only when it is a regular file of a sensible size.
+		var b []byte
+		if e.Typeflag == tar.TypeReg && e.Size <= 64<<10 && body != nil {
+			var err error
+			if b, err = io.ReadAll(body); err != nil {
+				return err
+			}
+			body = bytes.NewReader(b)
 		}
 		if e.Name == "etc/os-release" {
 			m.osrel = b
 		} else {
 			m.usrRel = b
 		}
-		body = bytes.NewReader(b)
 	}
 	return m.kernelInitrd.WriteEntry(e, body)
 }

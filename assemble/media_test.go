@@ -371,19 +371,26 @@ func TestUKIOsRelease(t *testing.T) {
 		name  string
 		files []file
 		want  string
+		under bool // test-init (a regular etc/os-release) comes first
 	}{
 		{"symbolic link to usr/lib", []file{dir("etc"), sym("etc/os-release", "../usr/lib/os-release"), dir("usr"), dir("usr/lib"),
-			reg("usr/lib/os-release", "ID=debian\n")}, "ID=debian\n"},
+			reg("usr/lib/os-release", "ID=debian\n")}, "ID=debian\n", false},
 		{"both regular", []file{dir("etc"), reg("etc/os-release", "ID=etc\n"), dir("usr"), dir("usr/lib"),
-			reg("usr/lib/os-release", "ID=usr\n")}, "ID=etc\n"},
-		{"none", []file{dir("etc")}, "ID=kiln\nNAME=kiln\nPRETTY_NAME=\"system (kiln)\"\n"},
+			reg("usr/lib/os-release", "ID=usr\n")}, "ID=etc\n", false},
+		{"none", []file{dir("etc")}, "ID=kiln\nNAME=kiln\nPRETTY_NAME=\"system (kiln)\"\n", false},
+		{"a regular file replaced by a later image's link", []file{dir("etc"), sym("etc/os-release", "../usr/lib/os-release"),
+			dir("usr"), dir("usr/lib"), reg("usr/lib/os-release", "ID=later\n")}, "ID=later\n", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := cache.WriteImage("kiln/test-osrel:v1", testImage(t, "amd64", v1.Config{}, append([]file{exe("init", "#!init")}, tc.files...))); err != nil {
 				t.Fatal(err)
 			}
 			out := t.TempDir()
-			yml := writeYAML(t, "kernel:\n  image: kiln/test-kernel:v1\ninit:\n  - kiln/test-osrel:v1\n")
+			init := "  - kiln/test-osrel:v1\n"
+			if tc.under {
+				init = "  - kiln/test-init:v1\n" + init
+			}
+			yml := writeYAML(t, "kernel:\n  image: kiln/test-kernel:v1\ninit:\n"+init)
 			if _, err := build(t, Options{Files: []string{yml}, Dir: out, Cache: cache, Bootloaders: testBootloaders,
 				Formats: mediaFormats(t, "uki"), Epoch: time.Unix(1700000000, 0)}); err != nil {
 				t.Fatal(err)
