@@ -834,38 +834,64 @@ func volumeReader(vol *fatimg.Volume) (io.Reader, func()) {
 }
 
 // sparseWriter writes to a file, seeking over blocks of zeros instead of writing them, so a
-// disk image takes the space of its content; Close sets the file's size.
+// disk image takes the space of its content; finish sets the file's size. Small writes are
+// gathered into whole blocks first: one system call per 64 KiB of content, whatever sizes the
+// writers above it use.
 type sparseWriter struct {
 	f   *os.File
-	off int64
+	off int64  // bytes taken
+	buf []byte // the block off is in, up to off (whole blocks written in one piece skip it)
 }
 
-func newSparseWriter(f *os.File) *sparseWriter { return &sparseWriter{f: f} }
+func newSparseWriter(f *os.File) *sparseWriter {
+	return &sparseWriter{f: f, buf: make([]byte, sparseBlock)}
+}
 
 const sparseBlock = 64 << 10
 
 func (s *sparseWriter) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
-		k := min(len(p), sparseBlock-int(s.off%sparseBlock))
-		chunk := p[:k]
-		if allZero(chunk) {
-			s.off += int64(k)
-		} else {
-			if _, err := s.f.WriteAt(chunk, s.off); err != nil {
+		in := int(s.off % sparseBlock)
+		if in == 0 && len(p) >= sparseBlock {
+			if err := s.put(p[:sparseBlock], s.off); err != nil {
 				return n, err
 			}
-			s.off += int64(k)
+			s.off += sparseBlock
+			n += sparseBlock
+			p = p[sparseBlock:]
+			continue
 		}
+		k := copy(s.buf[in:], p)
+		s.off += int64(k)
 		n += k
 		p = p[k:]
+		if in+k == sparseBlock {
+			if err := s.put(s.buf, s.off-sparseBlock); err != nil {
+				return n, err
+			}
+		}
 	}
 	return n, nil
 }
 
-// finish gives the file its full size (the zeros at its end were skipped) and leaves its
-// offset at the end, as a plain write would.
+// put writes b at offset at unless it is all zeros.
+func (s *sparseWriter) put(b []byte, at int64) error {
+	if allZero(b) {
+		return nil
+	}
+	_, err := s.f.WriteAt(b, at)
+	return err
+}
+
+// finish writes the last part block, gives the file its full size (the zeros at its end were
+// skipped) and leaves its offset at the end, as a plain write would.
 func (s *sparseWriter) finish() error {
+	if in := s.off % sparseBlock; in != 0 {
+		if err := s.put(s.buf[:in], s.off-in); err != nil {
+			return err
+		}
+	}
 	if err := s.f.Truncate(s.off); err != nil {
 		return err
 	}
@@ -873,17 +899,17 @@ func (s *sparseWriter) finish() error {
 	return err
 }
 
+var zeroBlock [sparseBlock]byte
+
+// allZero reports whether b holds only zeros (compared with a block of zeros: bytes.Equal is
+// vectorised).
 func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+	for len(b) > 0 {
+		k := min(len(b), sparseBlock)
+		if !bytes.Equal(b[:k], zeroBlock[:k]) {
 			return false
 		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
+		b = b[k:]
 	}
 	return true
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -407,6 +408,54 @@ func TestUKIOsRelease(t *testing.T) {
 			got, err := io.ReadAll(io.NewSectionReader(s, 0, int64(s.VirtualSize)))
 			if err != nil || string(got) != tc.want {
 				t.Errorf(".osrel = %q (%v), want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// The sparse writer gives the file exactly the bytes written, whatever the sizes of the
+// writes, and leaves the all-zero blocks as holes.
+func TestSparseWriter(t *testing.T) {
+	var want []byte
+	data := func(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
+	pieces := [][]byte{data(100, 1), data(sparseBlock-100, 0), data(3*sparseBlock, 0), data(sparseBlock+7, 2),
+		data(5, 0), data(2*sparseBlock-12, 0), data(sparseBlock, 3), data(513, 4), data(sparseBlock, 0), data(10, 0)}
+	for _, chunk := range []int{1, 512, 4096, 100000, 1 << 20} {
+		t.Run(fmt.Sprint(chunk), func(t *testing.T) {
+			f, err := os.Create(filepath.Join(t.TempDir(), "disk.img"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			want = want[:0]
+			sw := newSparseWriter(f)
+			for _, p := range pieces {
+				want = append(want, p...)
+				for len(p) > 0 {
+					k := min(chunk, len(p))
+					if n, err := sw.Write(p[:k]); n != k || err != nil {
+						t.Fatalf("Write: %d, %v", n, err)
+					}
+					p = p[k:]
+				}
+			}
+			if err := sw.finish(); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(f.Name())
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("the file (%d bytes, %v) is not what was written (%d bytes)", len(got), err, len(want))
+			}
+			if off, err := f.Seek(0, io.SeekCurrent); err != nil || off != int64(len(want)) {
+				t.Errorf("offset %d (%v), want the end, %d", off, err, len(want))
+			}
+			var st syscall.Stat_t
+			if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+				t.Fatal(err)
+			}
+			// Blocks 0, 4, 5, 7 and 8 hold data: at most those 5 blocks are allocated.
+			if used := st.Blocks * 512; used > 5*sparseBlock {
+				t.Errorf("%d bytes allocated for 5 blocks of data", used)
 			}
 		})
 	}
