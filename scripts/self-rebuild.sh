@@ -52,7 +52,12 @@ die() {
 port_free "$PORT"
 mkdir -p "$OUT/logs"
 QEMU_PID=
+RECORD= # set in step 4
 cleanup() {
+	if [[ -n $RECORD && -f $RECORD ]]; then
+		cp "$RECORD" docs/self-rebuild.tsv
+		if declare -F render >/dev/null; then render; fi
+	fi
 	if [[ -n $QEMU_PID ]]; then kill "$QEMU_PID" 2>/dev/null || true; fi
 	KILN_CACHE=$DEMO/cache "$KILN" builder stop >/dev/null 2>&1 || true
 }
@@ -81,8 +86,16 @@ grep -F "buildkitd: ready on tcp://" "$CONSOLE_LOG" | head -1
 # digest the node built, equal to this machine's. A row stays valid while its package's tag
 # does, so a rebuild can be finished in several runs; system/kiln's tag changes with every
 # commit (its source is the whole repository), so its row is redone each time.
-RECORD=$PWD/docs/self-rebuild.tsv
-[[ -f $RECORD ]] || printf '# ref\tpackage\tdigest\tseconds on the node\tdate\tnode vCPUs\n' >"$RECORD"
+#
+# The run works on a copy of the record in $OUT and writes it (and the table) into docs/ only
+# when it ends, well or not: a change in the repository while it runs would change system/kiln's
+# tag, and step 5 would then look for a kiln image that no one built.
+RECORD=$OUT/self-rebuild.tsv
+if [[ -f docs/self-rebuild.tsv ]]; then
+	cp docs/self-rebuild.tsv "$RECORD"
+else
+	printf '# ref\tpackage\tdigest\tseconds on the node\tdate\tnode vCPUs\n' >"$RECORD"
+fi
 mapfile -t current < <("$KILN" pkg show-tag "${ALL[@]}")
 commit=$(git rev-parse --short HEAD)
 [[ -z $(git status --porcelain) ]] || commit+=" (with uncommitted changes)"
@@ -153,7 +166,6 @@ for i in "${!ALL[@]}"; do
 		printf '%s\t%s\t%s\t%d\t%s\t%s\n' "$ref" "$p" "$there" "$secs" "$(date -u +%Y-%m-%d)" "$APPLIANCE_CPUS"
 	} >"$RECORD.new"
 	mv "$RECORD.new" "$RECORD"
-	render
 done
 
 step "5. images/builder.yml from the node's images, against this machine's"
@@ -173,5 +185,7 @@ for ref in "${current[@]}"; do
 	awk -F'\t' -v r="$ref" '$1 == r {f = 1} END {exit !f}' "$RECORD" || all=
 done
 [[ -z $all ]] || ASSEMBLED=$OUT/system.txt
+cp "$RECORD" docs/self-rebuild.tsv
 render
+RECORD= # written
 cat "$OUT/table.md"
