@@ -28,6 +28,7 @@ import (
 	"github.com/kiln-os/kiln/internal/fatimg"
 	"github.com/kiln-os/kiln/internal/layers"
 	"github.com/kiln-os/kiln/internal/ocicache"
+	"github.com/kiln-os/kiln/internal/streamio"
 )
 
 // Bootable media (see docs/formats.md). Each medium splits the system stream as
@@ -877,7 +878,7 @@ func (s *sparseWriter) Write(p []byte) (int, error) {
 
 // put writes b at offset at unless it is all zeros.
 func (s *sparseWriter) put(b []byte, at int64) error {
-	if allZero(b) {
+	if streamio.IsZero(b) {
 		return nil
 	}
 	_, err := s.f.WriteAt(b, at)
@@ -897,19 +898,4 @@ func (s *sparseWriter) finish() error {
 	}
 	_, err := s.f.Seek(s.off, io.SeekStart)
 	return err
-}
-
-var zeroBlock [sparseBlock]byte
-
-// allZero reports whether b holds only zeros (compared with a block of zeros: bytes.Equal is
-// vectorised).
-func allZero(b []byte) bool {
-	for len(b) > 0 {
-		k := min(len(b), sparseBlock)
-		if !bytes.Equal(b[:k], zeroBlock[:k]) {
-			return false
-		}
-		b = b[k:]
-	}
-	return true
 }

@@ -16,6 +16,8 @@ import (
 	"io"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-os/kiln/internal/streamio"
 )
 
 const (
@@ -41,7 +43,7 @@ func dataClusters(r io.ReaderAt, size int64, cluster int) ([]int64, error) {
 		if _, err := r.ReadAt(buf[:n], i*int64(cluster)); err != nil {
 			return fmt.Errorf("reading the raw image at %d: %w", i*int64(cluster), err)
 		}
-		if !zero(buf[:n]) {
+		if !streamio.IsZero(buf[:n]) {
 			out = append(out, i)
 		}
 		return nil
@@ -85,21 +87,6 @@ func dataExtents(r io.ReaderAt, size int64) [][2]int64 {
 		off = hole
 	}
 	return out
-}
-
-func zero(b []byte) bool {
-	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b) != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
@@ -149,7 +136,7 @@ func (q *QCOW2Writer) Write(p []byte) (int, error) {
 func (q *QCOW2Writer) flush() error {
 	clear(q.buf[q.fill:])
 	q.fill = 0
-	if zero(q.buf) {
+	if streamio.IsZero(q.buf) {
 		return nil
 	}
 	at := (1 + int64(len(q.data))) * qcowCluster

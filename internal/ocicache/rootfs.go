@@ -20,6 +20,7 @@ import (
 
 	"github.com/kiln-os/kiln/internal/archive"
 	"github.com/kiln-os/kiln/internal/atomicfile"
+	"github.com/kiln-os/kiln/internal/streamio"
 )
 
 // DefaultPath is the PATH that ImportRootfs puts in an image's environment.
@@ -357,13 +358,13 @@ func checkTar(r io.Reader, gzipped bool) error {
 	if n == 0 {
 		return errors.New("the tar holds no files; give a tar of the root filesystem")
 	}
-	if tail.n < len(tail.buf) || !allZero(tail.buf[:]) {
+	if tail.n < len(tail.buf) || !streamio.IsZero(tail.buf[:]) {
 		return fmt.Errorf("the tar is truncated: it ends after %d entries without the end-of-archive blocks", n)
 	}
 	buf := make([]byte, 32<<10)
 	for {
 		k, err := r.Read(buf)
-		if !allZero(buf[:k]) {
+		if !streamio.IsZero(buf[:k]) {
 			return errors.New("the input holds data after the end of the tar archive; give a single tar")
 		}
 		if errors.Is(err, io.EOF) {
@@ -394,13 +395,4 @@ func (t *tailReader) Read(p []byte) (int, error) {
 	}
 	t.n = min(t.n+k, len(t.buf))
 	return k, err
-}
-
-func allZero(b []byte) bool {
-	for _, x := range b {
-		if x != 0 {
-			return false
-		}
-	}
-	return true
 }
