@@ -69,6 +69,10 @@ type Spec struct {
 	// untracked ones that are not ignored), and that all counts in the package's tag; the
 	// go.mod at the top of one adds its modules to the build's Go module context.
 	ExtraSources []ExtraSource `yaml:"extra-sources,omitempty"`
+	// ExtraSourcesExclude are files or folders inside the extra sources that are neither
+	// copied into the build context nor counted in the tag, each relative to the package
+	// folder as the extra sources are ("../../docs"). This field is kiln's; LinuxKit has none.
+	ExtraSourcesExclude []string `yaml:"extra-sources-exclude,omitempty"`
 	// GitRepo is the repository the package comes from (informational).
 	GitRepo string `yaml:"gitrepo,omitempty"`
 	// Network allows network access during the build; builds are hermetic by default.
@@ -164,15 +168,47 @@ func Ref(ctx context.Context, dir string) (string, error) {
 
 // PackageTag computes the tag of the package folder and its extra sources.
 func (s *Spec) PackageTag(ctx context.Context) (tag.Tag, error) {
-	srcs := make([]string, len(s.ExtraSources))
-	for i, e := range s.ExtraSources {
-		srcs[i] = e.Src
-	}
-	t, err := tag.Of(ctx, s.Dir, srcs...)
+	t, err := tag.OfSources(ctx, s.Dir, s.Sources())
 	if err != nil {
 		return tag.Tag{}, fmt.Errorf("buildyml: %s: %w", s.File, err)
 	}
 	return t, nil
+}
+
+// Sources returns the extra sources, each with the paths of extra-sources-exclude inside it
+// (relative to it); a path inside several extra sources is left out of each.
+func (s *Spec) Sources() []tag.Source {
+	srcs := make([]tag.Source, len(s.ExtraSources))
+	for i, e := range s.ExtraSources {
+		srcs[i] = tag.Source{Dir: e.Src}
+		for _, x := range s.ExtraSourcesExclude {
+			if rel, ok := inside(s.Dir, e.Src, x); ok {
+				srcs[i].Exclude = append(srcs[i].Exclude, rel)
+			}
+		}
+	}
+	return srcs
+}
+
+// inside reports whether the path x lies strictly inside the folder src (both relative to
+// dir unless absolute, compared as written: symbolic links are not followed), and gives it
+// relative to src, slash-separated.
+func inside(dir, src, x string) (string, bool) {
+	abs := func(p string) string {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return filepath.Clean(p)
+		}
+		return a
+	}
+	rel, err := filepath.Rel(abs(src), abs(x))
+	if err != nil || !filepath.IsLocal(rel) || rel == "." {
+		return "", false
+	}
+	return filepath.ToSlash(rel), true
 }
 
 // Repository returns "<org>/<image>".
@@ -304,6 +340,20 @@ func (s *Spec) check(root *yaml.Node) *Error {
 			if a == b {
 				return at(arches.Content[i], field, "%q listed twice", a)
 			}
+		}
+	}
+
+	excludes := value(root, "extra-sources-exclude")
+	for i, x := range s.ExtraSourcesExclude {
+		in := false
+		for _, e := range s.ExtraSources {
+			if _, ok := inside(s.Dir, e.Src, x); ok {
+				in = true
+			}
+		}
+		if !in {
+			return at(excludes.Content[i], fmt.Sprintf("extra-sources-exclude[%d]", i),
+				"%q is not inside an extra source (paths are relative to the package folder, as in extra-sources)", x)
 		}
 	}
 

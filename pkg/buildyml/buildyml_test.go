@@ -6,6 +6,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -213,6 +214,13 @@ func TestParseInvalid(t *testing.T) {
 		{"extra source with two colons", "image: foo\nextra-sources: ['a:b:c']\n", `pkg/x/build.yml:2:17: extra-sources[0]: "a:b:c" is not SRC:DST`},
 		{"extra source empty side", "image: foo\nextra-sources: [':b']\n", `pkg/x/build.yml:2:17: extra-sources[0]: ":b" is not SRC:DST`},
 		{"extra source a mapping", "image: foo\nextra-sources:\n  - src: a\n", "pkg/x/build.yml:3:5: extra-sources[0]: expected a string, got a mapping"},
+		{"exclude outside the extra sources", "image: foo\nextra-sources: ['../src:src']\nextra-sources-exclude:\n  - ../src/docs\n  - docs\n",
+			`pkg/x/build.yml:5:5: extra-sources-exclude[1]: "docs" is not inside an extra source (paths are relative to the package folder, as in extra-sources)`},
+		{"exclude a whole extra source", "image: foo\nextra-sources: ['../src:src']\nextra-sources-exclude: [../src]\n",
+			`pkg/x/build.yml:3:25: extra-sources-exclude[0]: "../src" is not inside an extra source (paths are relative to the package folder, as in extra-sources)`},
+		{"exclude without extra sources", "image: foo\nextra-sources-exclude: [x]\n",
+			`pkg/x/build.yml:2:25: extra-sources-exclude[0]: "x" is not inside an extra source (paths are relative to the package folder, as in extra-sources)`},
+		{"exclude not a list", "image: foo\nextra-sources-exclude: x\n", `pkg/x/build.yml:2:24: extra-sources-exclude: expected a list, got "x"`},
 		{"config a list", "image: foo\nconfig: [binds]\n", "pkg/x/build.yml:2:9: config: expected a mapping, got a list"},
 		{"config a string", "image: foo\nconfig: binds\n", `pkg/x/build.yml:2:9: config: expected a mapping, got "binds"`},
 		{"buildArgs a string", "image: foo\nbuildArgs: A=1\n", `pkg/x/build.yml:2:12: buildArgs: expected a list, got "A=1"`},
@@ -429,4 +437,17 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse accepted %q but ImageRef fails: %v", data, err)
 		}
 	})
+}
+
+func TestSources(t *testing.T) {
+	s, err := Parse("pkg/x/build.yml", []byte("image: foo\nextra-sources:\n  - ../..:src\n  - ../../lib:lib\n  - /abs:abs\n"+
+		"extra-sources-exclude:\n  - ../../docs\n  - ../../lib/testdata/\n  - /abs/big\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(s.Sources())
+	want := "[{../.. [docs lib/testdata]} {../../lib [testdata]} {/abs [big]}]"
+	if got != want {
+		t.Errorf("Sources = %s, want %s", got, want)
+	}
 }

@@ -17,9 +17,9 @@ import (
 // each extra source copied to its destination (LinuxKit's SRC:DST). cleanup removes the copy.
 //
 // Of an extra source, only the files its tag covers are copied (tag.Files: what git would
-// record, so nothing .gitignore names): the tag then names everything the build can see, and
-// an extra source may be a whole repository whose work tree holds gigabytes of generated,
-// ignored state.
+// record, so nothing .gitignore names, and nothing extra-sources-exclude names): the tag then
+// names everything the build can see, and an extra source may be a whole repository whose
+// work tree holds gigabytes of generated, ignored state.
 func buildContext(ctx context.Context, p *Package) (dir string, cleanup func(), err error) {
 	if len(p.Spec.ExtraSources) == 0 {
 		return p.Dir, func() {}, nil
@@ -34,6 +34,7 @@ func buildContext(ctx context.Context, p *Package) (dir string, cleanup func(), 
 		return "", nil, fmt.Errorf("%s: copying the build context: %w", p.Spec.File, err)
 	}
 	srcs := p.sourceDirs()[1:]
+	sources := p.Spec.Sources()
 	for i, e := range p.Spec.ExtraSources {
 		src := srcs[i]
 		dst := filepath.Join(tmp, filepath.FromSlash(e.Dst))
@@ -41,7 +42,7 @@ func buildContext(ctx context.Context, p *Package) (dir string, cleanup func(), 
 			cleanup()
 			return "", nil, fmt.Errorf("%s: extra-sources %s:%s: the destination leaves the build context", p.Spec.File, e.Src, e.Dst)
 		}
-		if err := copyFiles(ctx, src, dst); err != nil {
+		if err := copyFiles(ctx, src, dst, sources[i].Exclude...); err != nil {
 			cleanup()
 			return "", nil, fmt.Errorf("%s: extra-sources %s:%s: %w", p.Spec.File, e.Src, e.Dst, err)
 		}
@@ -49,11 +50,12 @@ func buildContext(ctx context.Context, p *Package) (dir string, cleanup func(), 
 	return tmp, cleanup, nil
 }
 
-// copyFiles copies into dst the files of src that src's tag covers (see tag.Files): symbolic
-// links as they are, regular files with the mode git records (0755 when executable, else
-// 0644), so that the host's umask does not reach the build.
-func copyFiles(ctx context.Context, src, dst string) error {
-	names, err := tag.Files(ctx, src)
+// copyFiles copies into dst the files of src that src's tag covers (see tag.Files), less the
+// paths of exclude (relative to src): symbolic links as they are, regular files with the mode
+// git records (0755 when executable, else 0644), so that the host's umask does not reach the
+// build.
+func copyFiles(ctx context.Context, src, dst string, exclude ...string) error {
+	names, err := tag.Files(ctx, src, exclude...)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,8 @@ import (
 
 // TestBuildContextExtraSources builds the context of a package whose extra source is the whole
 // repository it lives in (as system/kiln's is): only what the tag covers is copied, so ignored
-// state (bin/, _out/) stays out, and the tag changes with everything that goes in.
+// state (bin/, _out/) stays out, and so does what extra-sources-exclude names (docs/), and the
+// tag changes with everything that goes in and nothing else.
 func TestBuildContextExtraSources(t *testing.T) {
 	ctx := context.Background()
 	r := newRepo(t, map[string]string{
@@ -21,7 +22,8 @@ func TestBuildContextExtraSources(t *testing.T) {
 		"cmd/x/main.go":        "package main\n",
 		"cmd/x/old.go":         "package main\n",
 		"script.sh":            "#!/bin/sh\n",
-		"pkgs/self/build.yml":  "image: self\nextra-sources:\n  - ../..:src\n",
+		"docs/guide.md":        "guide\n",
+		"pkgs/self/build.yml":  "image: self\nextra-sources:\n  - ../..:src\nextra-sources-exclude: [../../docs]\n",
 		"pkgs/self/Dockerfile": "FROM scratch\n",
 	})
 	if err := os.Chmod(r.path("script.sh"), 0o755); err != nil {
@@ -96,6 +98,11 @@ func TestBuildContextExtraSources(t *testing.T) {
 	r.write("bin/kiln", "generated again\n")
 	if again := load(); again.Ref != p.Ref {
 		t.Errorf("an ignored file changed the tag: %s, then %s", p.Ref, again.Ref)
+	}
+	r.write("docs/guide.md", "changed\n")
+	r.write("docs/new.md", "new\n")
+	if again := load(); again.Ref != p.Ref {
+		t.Errorf("a change in an excluded folder changed the tag: %s, then %s", p.Ref, again.Ref)
 	}
 	r.write("cmd/x/main.go", "package main // changed\n")
 	if changed := load(); changed.Ref == p.Ref {

@@ -29,6 +29,11 @@
 //     The objects this writes go to a temporary object directory (GIT_OBJECT_DIRECTORY, with
 //     the repository's as an alternate), so the repository itself is not changed at all.
 //
+// An extra source may leave paths out (Source.Exclude): both of its trees are then the trees
+// git would record without them (they are removed from the temporary index before `git
+// write-tree`; the committed tree is computed the same way from HEAD's), so that nothing
+// under them counts, whether committed, changed or new.
+//
 // Several hashes are combined the way LinuxKit combines a package with its extra sources: the
 // hexadecimal SHA-1 of the concatenation of their hexadecimal forms, in order. One hash is
 // used as it is. Hash is the combination of the committed trees. The tag is dirty when any
@@ -48,6 +53,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 )
@@ -99,23 +105,42 @@ func (t Tag) String() string {
 // repository; each must exist in a repository with at least one commit. A folder not yet
 // committed gets a dirty tag on EmptyTree.
 func Of(ctx context.Context, dir string, extraSources ...string) (Tag, error) {
+	srcs := make([]Source, len(extraSources))
+	for i, s := range extraSources {
+		srcs[i] = Source{Dir: s}
+	}
+	return OfSources(ctx, dir, srcs)
+}
+
+// Source is an extra source of a package: a folder, with paths inside it left out.
+type Source struct {
+	// Dir is the folder, relative to the package folder unless absolute.
+	Dir string
+	// Exclude are files or folders inside Dir (slash-separated, relative to Dir) that the
+	// tag does not cover: both tree hashes are taken as if they were not there. Each must
+	// exist in the work tree, so that a misspelt path is an error rather than a no-op.
+	Exclude []string
+}
+
+// OfSources is Of with extra sources that leave paths out (see Source).
+func OfSources(ctx context.Context, dir string, extraSources []Source) (Tag, error) {
 	if _, err := exec.LookPath(gitCommand); err != nil {
 		return Tag{}, fmt.Errorf("%w: %w", ErrGitNotFound, err)
 	}
-	dirs := make([]string, 0, 1+len(extraSources))
-	dirs = append(dirs, dir)
+	srcs := make([]Source, 0, 1+len(extraSources))
+	srcs = append(srcs, Source{Dir: dir})
 	for _, src := range extraSources {
-		if !filepath.IsAbs(src) {
-			src = filepath.Join(dir, src)
+		if !filepath.IsAbs(src.Dir) {
+			src.Dir = filepath.Join(dir, src.Dir)
 		}
-		dirs = append(dirs, src)
+		srcs = append(srcs, src)
 	}
 
-	committed := make([]string, 0, len(dirs))
-	working := make([]string, 0, len(dirs))
+	committed := make([]string, 0, len(srcs))
+	working := make([]string, 0, len(srcs))
 	dirty := false
-	for _, d := range dirs {
-		s, err := inspect(ctx, d)
+	for _, src := range srcs {
+		s, err := inspect(ctx, src.Dir, src.Exclude)
 		if err != nil {
 			return Tag{}, err
 		}
@@ -149,14 +174,18 @@ type state struct {
 	working   string // tree of the working state
 }
 
-// inspect returns the committed and working tree hashes of the folder dir.
-func inspect(ctx context.Context, dir string) (state, error) {
+// inspect returns the committed and working tree hashes of the folder dir, without the paths
+// exclude names (relative to dir).
+func inspect(ctx context.Context, dir string, exclude []string) (state, error) {
 	info, err := os.Stat(dir)
 	if err != nil {
 		return state{}, fmt.Errorf("tag: %w", err)
 	}
 	if !info.IsDir() {
 		return state{}, fmt.Errorf("tag: %s: not a directory", dir)
+	}
+	if err := checkExclude(dir, exclude); err != nil {
+		return state{}, err
 	}
 
 	r, err := locate(ctx, dir)
@@ -176,13 +205,41 @@ func inspect(ctx context.Context, dir string) (state, error) {
 			return state{}, fmt.Errorf("tag: %s: %w (the repository has no commit yet: commit the package first)", dir, ErrNotCommitted)
 		}
 		committed = EmptyTree
+	} else if len(exclude) > 0 {
+		// HEAD's tree of the folder, less the excluded paths.
+		err := r.withIndex(ctx, false, exclude, func(env []string) error {
+			committed, err = r.tree(ctx, env)
+			return err
+		})
+		if err != nil {
+			return state{}, fmt.Errorf("tag: %s: %w", dir, err)
+		}
 	}
 
-	working, err := r.workingTree(ctx)
+	var working string
+	err = r.withIndex(ctx, true, exclude, func(env []string) error {
+		working, err = r.tree(ctx, env)
+		return err
+	})
 	if err != nil {
 		return state{}, fmt.Errorf("tag: %s: %w", dir, err)
 	}
 	return state{committed: committed, working: working}, nil
+}
+
+// checkExclude checks that each path of exclude is a path inside dir (slash-separated) that
+// exists in the work tree.
+func checkExclude(dir string, exclude []string) error {
+	for _, x := range exclude {
+		p := filepath.FromSlash(x)
+		if !filepath.IsLocal(p) || filepath.Clean(p) == "." {
+			return fmt.Errorf("tag: %s: excluded path %q is not a path inside the folder", dir, x)
+		}
+		if _, err := os.Lstat(filepath.Join(dir, p)); err != nil {
+			return fmt.Errorf("tag: %s: excluded path %q: %w", dir, x, err)
+		}
+	}
+	return nil
 }
 
 // repo is a folder located in its repository.
@@ -240,32 +297,29 @@ func locate(ctx context.Context, dir string) (repo, error) {
 	}, nil
 }
 
-// workingTree returns the tree hash that the folder would have if its working state were
-// committed, using a temporary index and object directory so that the repository is not
-// changed.
-func (r repo) workingTree(ctx context.Context) (string, error) {
-	var tree string
-	err := r.withWorkingIndex(ctx, func(env []string) error {
-		root, err := r.git(ctx, env, "write-tree")
-		if err != nil {
-			return err
-		}
-		tree, err = r.git(ctx, env, "rev-parse", "--verify", "--quiet", root+":"+r.prefix)
-		var exit *exec.ExitError
-		if err != nil && errors.As(err, &exit) {
-			// The folder holds nothing git would record (all its files were deleted, or are
-			// ignored): its working state is the empty tree.
-			tree, err = r.gitStdin(ctx, "", "hash-object", "-t", "tree", "--stdin")
-		}
-		return err
-	})
+// tree returns the tree hash of the folder in the index that env names (see withIndex),
+// writing the index's trees to its temporary object directory.
+func (r repo) tree(ctx context.Context, env []string) (string, error) {
+	root, err := r.git(ctx, env, "write-tree")
+	if err != nil {
+		return "", err
+	}
+	tree, err := r.git(ctx, env, "rev-parse", "--verify", "--quiet", root+":"+r.prefix)
+	var exit *exec.ExitError
+	if err != nil && errors.As(err, &exit) {
+		// The folder holds nothing git would record (all its files were deleted, are
+		// ignored or excluded): its tree is the empty tree.
+		tree, err = r.gitStdin(ctx, "", "hash-object", "-t", "tree", "--stdin")
+	}
 	return tree, err
 }
 
-// withWorkingIndex calls f with the environment of a temporary index (and object directory)
-// that records the working state of the folder: the repository's index, or HEAD's tree when
-// there is none, updated with `git add --all` for the folder. The repository is not changed.
-func (r repo) withWorkingIndex(ctx context.Context, f func(env []string) error) error {
+// withIndex calls f with the environment of a temporary index (and object directory), so
+// that the repository is not changed. With working set, the index records the working state
+// of the folder: the repository's index, or HEAD's tree when there is none, updated with
+// `git add --all` for the folder. Without it, the index is HEAD's tree. Either way the paths
+// of exclude (relative to the folder) are then removed from it.
+func (r repo) withIndex(ctx context.Context, working bool, exclude []string, f func(env []string) error) error {
 	tmp, err := os.MkdirTemp("", "kiln-tag-")
 	if err != nil {
 		return err
@@ -282,10 +336,14 @@ func (r repo) withWorkingIndex(ctx context.Context, f func(env []string) error) 
 		"GIT_ALTERNATE_OBJECT_DIRECTORIES=" + r.objects,
 	}
 
-	switch err := copyFile(index, r.index); {
+	err = fs.ErrNotExist
+	if working {
+		err = copyFile(index, r.index)
+	}
+	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		// No index (possible after `rm .git/index`): start from HEAD's tree so that tracked
-		// files matched by .gitignore still count.
+		// HEAD's tree; for the working state, when there is no index (possible after
+		// `rm .git/index`), so that tracked files matched by .gitignore still count.
 		if _, err := r.git(ctx, env, "read-tree", "HEAD"); err != nil {
 			return err
 		}
@@ -293,8 +351,19 @@ func (r repo) withWorkingIndex(ctx context.Context, f func(env []string) error) 
 		return fmt.Errorf("copying the git index: %w", err)
 	}
 
-	if _, err := r.git(ctx, env, "--literal-pathspecs", "add", "--all", "--", r.pathspec()); err != nil {
-		return err
+	if working {
+		if _, err := r.git(ctx, env, "--literal-pathspecs", "add", "--all", "--", r.pathspec()); err != nil {
+			return err
+		}
+	}
+	if len(exclude) > 0 {
+		args := []string{"--literal-pathspecs", "rm", "-r", "-f", "--cached", "--quiet", "--ignore-unmatch", "--"}
+		for _, x := range exclude {
+			args = append(args, path.Join(r.prefix, path.Clean(x)))
+		}
+		if _, err := r.git(ctx, env, args...); err != nil {
+			return err
+		}
 	}
 	return f(env)
 }
@@ -316,7 +385,9 @@ func (r repo) pathspec() string {
 //
 // Files is what a build context made from dir should hold so that the tag covers all of it;
 // it does not read the files' contents, so a file changed after the call is not detected.
-func Files(ctx context.Context, dir string) ([]string, error) {
+// The paths of exclude (relative to dir, as in Source) and everything under them are left
+// out, as they are from the tag.
+func Files(ctx context.Context, dir string, exclude ...string) ([]string, error) {
 	if _, err := exec.LookPath(gitCommand); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrGitNotFound, err)
 	}
@@ -325,12 +396,15 @@ func Files(ctx context.Context, dir string) ([]string, error) {
 	} else if !info.IsDir() {
 		return nil, fmt.Errorf("tag: %s: not a directory", dir)
 	}
+	if err := checkExclude(dir, exclude); err != nil {
+		return nil, err
+	}
 	r, err := locate(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
 	var out string
-	err = r.withWorkingIndex(ctx, func(env []string) error {
+	err = r.withIndex(ctx, true, exclude, func(env []string) error {
 		// -z: names unquoted, NUL-terminated; paths are relative to the top (git runs there).
 		out, err = r.git(ctx, env, "--literal-pathspecs", "ls-files", "-z", "--cached", "--", r.pathspec())
 		return err

@@ -560,3 +560,114 @@ func TestFiles(t *testing.T) {
 		}
 	})
 }
+
+func TestOfExclude(t *testing.T) {
+	files := baseFiles()
+	files["docs/guide.md"] = "guide\n"
+	files["docs/more/notes.md"] = "notes\n"
+	r := newRepo(t, files)
+	// The same repository without docs/: the tree hash the tag must have.
+	bare := newRepo(t, baseFiles())
+	a := r.treeAtHead("pkg/a")
+	sha := func(hexes ...string) string {
+		sum := sha1.Sum([]byte(strings.Join(hexes, "")))
+		return hex.EncodeToString(sum[:])
+	}
+	of := func(t *testing.T, exclude ...string) Tag {
+		t.Helper()
+		got, err := OfSources(context.Background(), r.path("pkg/a"), []Source{{Dir: "../..", Exclude: exclude}})
+		if err != nil {
+			t.Fatalf("OfSources(exclude %q): %v", exclude, err)
+		}
+		return got
+	}
+
+	want := sha(a, bare.treeAtHead(""))
+	if got := of(t, "docs"); got.String() != want {
+		t.Fatalf("tag without docs = %s, want %s (the tree of the same files without docs/)", got, want)
+	}
+	if got := of(t, "docs/"); got.String() != want {
+		t.Errorf("tag without docs/ = %s, want %s", got, want)
+	}
+	if got := of(t); got.String() != sha(a, r.treeAtHead("")) {
+		t.Errorf("tag with nothing excluded = %s, want the whole tree's", got)
+	}
+
+	t.Run("changes in an excluded folder do not count", func(t *testing.T) {
+		r.write("docs/guide.md", "changed\n")
+		r.write("docs/new.md", "untracked\n")
+		r.remove("docs/more/notes.md")
+		if got := of(t, "docs"); got.String() != want {
+			t.Errorf("tag = %s, want %s (clean)", got, want)
+		}
+		if got := of(t); !got.Dirty {
+			t.Errorf("tag with nothing excluded = %s, want dirty", got)
+		}
+		r.commitAll("docs")
+		if got := of(t, "docs"); got.String() != want {
+			t.Errorf("after a docs commit: tag = %s, want %s", got, want)
+		}
+	})
+
+	t.Run("changes elsewhere do", func(t *testing.T) {
+		r.write("README", "changed\n")
+		got := of(t, "docs")
+		if got.Hash != want || !got.Dirty {
+			t.Fatalf("tag = %s, want %s-dirty-...", got, want)
+		}
+		bare.write("README", "changed\n")
+		bare.commitAll("readme")
+		if c := sha(a, bare.treeAtHead(""))[:ContentLen]; got.Content != c {
+			t.Errorf("content = %s, want %s", got.Content, c)
+		}
+		r.commitAll("readme")
+		if got := of(t, "docs"); got.String() != sha(a, bare.treeAtHead("")) {
+			t.Errorf("committed: tag = %s, want %s", got, sha(a, bare.treeAtHead("")))
+		}
+	})
+
+	t.Run("a file, and several paths", func(t *testing.T) {
+		got := of(t, "docs", "README", "pkg/b/more")
+		bare.remove("README")
+		bare.remove("pkg/b/more")
+		bare.commitAll("less")
+		if w := sha(a, bare.treeAtHead("")); got.String() != w {
+			t.Errorf("tag = %s, want %s", got, w)
+		}
+	})
+
+	t.Run("Files leaves them out", func(t *testing.T) {
+		got, err := Files(context.Background(), r.dir, "docs", "pkg/b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range got {
+			if strings.HasPrefix(f, "docs/") || strings.HasPrefix(f, "pkg/b/") {
+				t.Errorf("Files lists %s, which is excluded", f)
+			}
+		}
+		if !slices.Contains(got, "pkg/a/build.yml") || !slices.Contains(got, "README") {
+			t.Errorf("Files = %q, want the rest of the tree", got)
+		}
+	})
+
+	t.Run("errors", func(t *testing.T) {
+		for _, tt := range []struct {
+			exclude string
+			want    string
+		}{
+			{"doc", "no such file"},
+			{"../pkg", "not a path inside the folder"},
+			{".", "not a path inside the folder"},
+			{"/etc", "not a path inside the folder"},
+		} {
+			_, err := OfSources(context.Background(), r.path("pkg/a"), []Source{{Dir: "../..", Exclude: []string{tt.exclude}}})
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), tt.exclude) {
+				t.Errorf("exclude %q: error = %v, want one naming it and saying %q", tt.exclude, err, tt.want)
+			}
+			if _, err := Files(context.Background(), r.dir, tt.exclude); err == nil {
+				t.Errorf("Files(exclude %q): no error", tt.exclude)
+			}
+		}
+	})
+}
