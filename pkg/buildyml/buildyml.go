@@ -73,6 +73,8 @@ type Spec struct {
 	// copied into the build context nor counted in the tag, each relative to the package
 	// folder as the extra sources are ("../../docs"). This field is kiln's; LinuxKit has none.
 	ExtraSourcesExclude []string `yaml:"extra-sources-exclude,omitempty"`
+	// excludeNodes are the YAML nodes of ExtraSourcesExclude, for errors found later.
+	excludeNodes []*yaml.Node
 	// GitRepo is the repository the package comes from (informational).
 	GitRepo string `yaml:"gitrepo,omitempty"`
 	// Network allows network access during the build; builds are hermetic by default.
@@ -169,6 +171,21 @@ func Ref(ctx context.Context, dir string) (string, error) {
 // PackageTag computes the tag of the package folder and its extra sources.
 func (s *Spec) PackageTag(ctx context.Context) (tag.Tag, error) {
 	t, err := tag.OfSources(ctx, s.Dir, s.Sources())
+	var xe *tag.ExcludeError
+	if errors.As(err, &xe) {
+		// Name the entry of extra-sources-exclude, as written, with its line.
+		for i, x := range s.ExtraSourcesExclude {
+			for _, e := range s.ExtraSources {
+				if rel, ok := inside(s.Dir, e.Src, x); ok && rel == xe.Path {
+					e := &Error{File: s.File, Path: fmt.Sprintf("extra-sources-exclude[%d]", i), Err: fmt.Errorf("%q %w", x, xe.Err)}
+					if i < len(s.excludeNodes) {
+						e.Line, e.Column = s.excludeNodes[i].Line, s.excludeNodes[i].Column
+					}
+					return tag.Tag{}, e
+				}
+			}
+		}
+	}
 	if err != nil {
 		return tag.Tag{}, fmt.Errorf("buildyml: %s: %w", s.File, err)
 	}
@@ -194,6 +211,12 @@ func (s *Spec) Sources() []tag.Source {
 // dir unless absolute, compared as written: symbolic links are not followed), and gives it
 // relative to src, slash-separated.
 func inside(dir, src, x string) (string, bool) {
+	rel, ok := within(dir, src, x)
+	return rel, ok && rel != "."
+}
+
+// within is inside, but true also when x is src itself (rel is then ".").
+func within(dir, src, x string) (string, bool) {
 	abs := func(p string) string {
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(dir, p)
@@ -205,7 +228,7 @@ func inside(dir, src, x string) (string, bool) {
 		return a
 	}
 	rel, err := filepath.Rel(abs(src), abs(x))
-	if err != nil || !filepath.IsLocal(rel) || rel == "." {
+	if err != nil || (!filepath.IsLocal(rel) && rel != ".") {
 		return "", false
 	}
 	return filepath.ToSlash(rel), true
@@ -345,6 +368,10 @@ func (s *Spec) check(root *yaml.Node) *Error {
 
 	excludes := value(root, "extra-sources-exclude")
 	for i, x := range s.ExtraSourcesExclude {
+		field := fmt.Sprintf("extra-sources-exclude[%d]", i)
+		if _, ok := within(s.Dir, ".", x); ok || x == "" {
+			return at(excludes.Content[i], field, "%q is in the package folder, which always counts whole (want a path inside an extra source)", x)
+		}
 		in := false
 		for _, e := range s.ExtraSources {
 			if _, ok := inside(s.Dir, e.Src, x); ok {
@@ -352,9 +379,10 @@ func (s *Spec) check(root *yaml.Node) *Error {
 			}
 		}
 		if !in {
-			return at(excludes.Content[i], fmt.Sprintf("extra-sources-exclude[%d]", i),
+			return at(excludes.Content[i], field,
 				"%q is not inside an extra source (paths are relative to the package folder, as in extra-sources)", x)
 		}
+		s.excludeNodes = append(s.excludeNodes, excludes.Content[i])
 	}
 
 	if c := resolve(&s.Config); isNull(c) {

@@ -214,12 +214,18 @@ func TestParseInvalid(t *testing.T) {
 		{"extra source with two colons", "image: foo\nextra-sources: ['a:b:c']\n", `pkg/x/build.yml:2:17: extra-sources[0]: "a:b:c" is not SRC:DST`},
 		{"extra source empty side", "image: foo\nextra-sources: [':b']\n", `pkg/x/build.yml:2:17: extra-sources[0]: ":b" is not SRC:DST`},
 		{"extra source a mapping", "image: foo\nextra-sources:\n  - src: a\n", "pkg/x/build.yml:3:5: extra-sources[0]: expected a string, got a mapping"},
-		{"exclude outside the extra sources", "image: foo\nextra-sources: ['../src:src']\nextra-sources-exclude:\n  - ../src/docs\n  - docs\n",
-			`pkg/x/build.yml:5:5: extra-sources-exclude[1]: "docs" is not inside an extra source (paths are relative to the package folder, as in extra-sources)`},
+		{"exclude outside the extra sources", "image: foo\nextra-sources: ['../src:src']\nextra-sources-exclude:\n  - ../src/docs\n  - ../other/docs\n",
+			`pkg/x/build.yml:5:5: extra-sources-exclude[1]: "../other/docs" is not inside an extra source (paths are relative to the package folder, as in extra-sources)`},
 		{"exclude a whole extra source", "image: foo\nextra-sources: ['../src:src']\nextra-sources-exclude: [../src]\n",
 			`pkg/x/build.yml:3:25: extra-sources-exclude[0]: "../src" is not inside an extra source (paths are relative to the package folder, as in extra-sources)`},
-		{"exclude without extra sources", "image: foo\nextra-sources-exclude: [x]\n",
-			`pkg/x/build.yml:2:25: extra-sources-exclude[0]: "x" is not inside an extra source (paths are relative to the package folder, as in extra-sources)`},
+		{"exclude in the package folder", "image: foo\nextra-sources: ['..:src']\nextra-sources-exclude: [Dockerfile]\n",
+			`pkg/x/build.yml:3:25: extra-sources-exclude[0]: "Dockerfile" is in the package folder, which always counts whole (want a path inside an extra source)`},
+		{"exclude the package folder", "image: foo\nextra-sources: ['..:src']\nextra-sources-exclude: [../x/]\n",
+			`pkg/x/build.yml:3:25: extra-sources-exclude[0]: "../x/" is in the package folder, which always counts whole (want a path inside an extra source)`},
+		{"exclude empty", "image: foo\nextra-sources: ['..:src']\nextra-sources-exclude: ['']\n",
+			`pkg/x/build.yml:3:25: extra-sources-exclude[0]: "" is in the package folder, which always counts whole (want a path inside an extra source)`},
+		{"exclude without extra sources", "image: foo\nextra-sources-exclude: [../y]\n",
+			`pkg/x/build.yml:2:25: extra-sources-exclude[0]: "../y" is not inside an extra source (paths are relative to the package folder, as in extra-sources)`},
 		{"exclude not a list", "image: foo\nextra-sources-exclude: x\n", `pkg/x/build.yml:2:24: extra-sources-exclude: expected a list, got "x"`},
 		{"config a list", "image: foo\nconfig: [binds]\n", "pkg/x/build.yml:2:9: config: expected a mapping, got a list"},
 		{"config a string", "image: foo\nconfig: binds\n", `pkg/x/build.yml:2:9: config: expected a mapping, got "binds"`},
@@ -355,7 +361,9 @@ func TestRef(t *testing.T) {
 		"pkg/extra/build.yml":   "image: extra\nextra-sources:\n  - ../../src:/src\n",
 		"pkg/extra/Dockerfile":  "FROM scratch\nCOPY /src /src\n",
 		"pkg/bad/build.yml":     "image: bad\nnetwork: sometimes\n",
+		"pkg/typo/build.yml":    "image: typo\nextra-sources:\n  - ../../src:/src\nextra-sources-exclude:\n  - ../../src/docs\n  - ../../src/doc\n",
 		"src/main.go":           "package main\n",
+		"src/docs/guide.md":     "guide\n",
 	})
 	git(t, repo, "add", "-A")
 	git(t, repo, "commit", "-q", "-m", "packages")
@@ -397,6 +405,14 @@ func TestRef(t *testing.T) {
 		_, err := Ref(ctx, filepath.Join(repo, "pkg/bad"))
 		want := filepath.Join(repo, "pkg/bad", FileName) + `:2:10: network: expected a boolean, got "sometimes"`
 		if err == nil || err.Error() != want {
+			t.Errorf("Ref error = %v, want %s", err, want)
+		}
+	})
+
+	t.Run("excluded path that names nothing", func(t *testing.T) {
+		_, err := Ref(ctx, filepath.Join(repo, "pkg/typo"))
+		want := filepath.Join(repo, "pkg/typo", FileName) + `:6:5: extra-sources-exclude[1]: "../../src/doc" names nothing git records (in the work tree or in HEAD)`
+		if err == nil || err.Error() != want || !errors.Is(err, tag.ErrExcludeMissing) {
 			t.Errorf("Ref error = %v, want %s", err, want)
 		}
 	})

@@ -227,16 +227,34 @@ func inspect(ctx context.Context, dir string, exclude []string) (state, error) {
 	return state{committed: committed, working: working}, nil
 }
 
-// checkExclude checks that each path of exclude is a path inside dir (slash-separated) that
-// exists in the work tree.
+// ExcludeError is the error for an excluded path that is not a path inside its folder, or that
+// names nothing: neither in the working state (what git would record now) nor in HEAD.
+type ExcludeError struct {
+	Dir  string // the folder
+	Path string // the excluded path, as given (relative to Dir, slash-separated)
+	Err  error  // ErrExcludeOutside or ErrExcludeMissing
+}
+
+func (e *ExcludeError) Error() string {
+	return fmt.Sprintf("excluded path %q: %v", e.Path, e.Err)
+}
+
+// Unwrap returns the problem.
+func (e *ExcludeError) Unwrap() error { return e.Err }
+
+// The problems of an ExcludeError.
+var (
+	ErrExcludeOutside = errors.New("not a path inside the folder")
+	ErrExcludeMissing = errors.New("names nothing git records (in the work tree or in HEAD)")
+)
+
+// checkExclude checks that each path of exclude is a path inside dir (slash-separated); that
+// it names something is checked by withIndex.
 func checkExclude(dir string, exclude []string) error {
 	for _, x := range exclude {
 		p := filepath.FromSlash(x)
 		if !filepath.IsLocal(p) || filepath.Clean(p) == "." {
-			return fmt.Errorf("tag: %s: excluded path %q is not a path inside the folder", dir, x)
-		}
-		if _, err := os.Lstat(filepath.Join(dir, p)); err != nil {
-			return fmt.Errorf("tag: %s: excluded path %q: %w", dir, x, err)
+			return fmt.Errorf("tag: %s: %w", dir, &ExcludeError{Dir: dir, Path: x, Err: ErrExcludeOutside})
 		}
 	}
 	return nil
@@ -359,7 +377,25 @@ func (r repo) withIndex(ctx context.Context, working bool, exclude []string, f f
 	if len(exclude) > 0 {
 		args := []string{"--literal-pathspecs", "rm", "-r", "-f", "--cached", "--quiet", "--ignore-unmatch", "--"}
 		for _, x := range exclude {
-			args = append(args, path.Join(r.prefix, path.Clean(x)))
+			p := path.Join(r.prefix, path.Clean(x))
+			if working {
+				// A misspelt path would exclude nothing, silently: it must name something in
+				// the working state or in HEAD (a path deleted but committed still counts).
+				// Through a symbolic link it names nothing, as git records the link only.
+				in, err := r.git(ctx, env, "--literal-pathspecs", "ls-files", "--cached", "-z", "--", p)
+				if err != nil {
+					return err
+				}
+				if in == "" {
+					if in, err = r.git(ctx, nil, "--literal-pathspecs", "ls-tree", "--name-only", "-z", "HEAD", "--", p); err != nil {
+						in = "" // no HEAD: nothing committed
+					}
+				}
+				if in == "" {
+					return &ExcludeError{Dir: filepath.Join(r.top, filepath.FromSlash(r.prefix)), Path: x, Err: ErrExcludeMissing}
+				}
+			}
+			args = append(args, p)
 		}
 		if _, err := r.git(ctx, env, args...); err != nil {
 			return err

@@ -651,19 +651,46 @@ func TestOfExclude(t *testing.T) {
 		}
 	})
 
+	t.Run("a deleted path still excludes what HEAD has", func(t *testing.T) {
+		before := of(t, "docs")
+		r.remove("docs")
+		t.Cleanup(func() { r.git("checkout", "-q", "HEAD", "--", "docs") })
+		if got := of(t, "docs"); got != before {
+			t.Errorf("tag with docs/ deleted = %s, want %s", got, before)
+		}
+	})
+
+	t.Run("inside a folder that is not the top", func(t *testing.T) {
+		got, err := OfSources(context.Background(), r.path("pkg/a"), []Source{{Dir: "../b", Exclude: []string{"more"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := newRepo(t, map[string]string{"pkg/b/build.yml": "image: b\n", "pkg/b/Dockerfile": "FROM scratch\n"})
+		if w := sha(a, b.treeAtHead("pkg/b")); got.String() != w {
+			t.Errorf("tag = %s, want %s (pkg/b without more/)", got, w)
+		}
+	})
+
+	if err := os.Symlink("pkg", r.path("link")); err != nil {
+		t.Fatal(err)
+	}
 	t.Run("errors", func(t *testing.T) {
 		for _, tt := range []struct {
 			exclude string
 			want    string
 		}{
-			{"doc", "no such file"},
+			{"doc", "names nothing git records"},
+			{"pkg/a/.git", "names nothing git records"},
+			{"link/x", "names nothing git records"}, // through a symbolic link
 			{"../pkg", "not a path inside the folder"},
 			{".", "not a path inside the folder"},
 			{"/etc", "not a path inside the folder"},
 		} {
 			_, err := OfSources(context.Background(), r.path("pkg/a"), []Source{{Dir: "../..", Exclude: []string{tt.exclude}}})
-			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), tt.exclude) {
-				t.Errorf("exclude %q: error = %v, want one naming it and saying %q", tt.exclude, err, tt.want)
+			var xe *ExcludeError
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), tt.exclude) ||
+				!errors.As(err, &xe) || xe.Path != tt.exclude {
+				t.Errorf("exclude %q: error = %v, want an *ExcludeError naming it and saying %q", tt.exclude, err, tt.want)
 			}
 			if _, err := Files(context.Background(), r.dir, tt.exclude); err == nil {
 				t.Errorf("Files(exclude %q): no error", tt.exclude)
