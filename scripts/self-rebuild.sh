@@ -85,11 +85,12 @@ grep -F "buildkitd: ready on tcp://" "$CONSOLE_LOG" | head -1
 # The record (committed): one row per package, "ref package digest seconds date vcpus", the
 # digest the node built, equal to this machine's. A row stays valid while its package's tag
 # does, so a rebuild can be finished in several runs; system/kiln's tag changes with every
-# commit (its source is the whole repository), so its row is redone each time.
+# commit that touches its source (the whole repository less docs/, images/, scripts/ and the
+# README), so its row is redone after each such commit.
 #
 # The run works on a copy of the record in $OUT and writes it (and the table) into docs/ only
-# when it ends, well or not: a change in the repository while it runs would change system/kiln's
-# tag, and step 5 would then look for a kiln image that no one built.
+# when it ends, well or not, so that the repository holds still while it runs (docs/ is out of
+# system/kiln's tag today, but step 5 must not depend on that).
 RECORD=$OUT/self-rebuild.tsv
 if [[ -f docs/self-rebuild.tsv ]]; then
 	cp docs/self-rebuild.tsv "$RECORD"
