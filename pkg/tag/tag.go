@@ -118,7 +118,8 @@ type Source struct {
 	Dir string
 	// Exclude are files or folders inside Dir (slash-separated, relative to Dir) that the
 	// tag does not cover: both tree hashes are taken as if they were not there. Each must
-	// exist in the work tree, so that a misspelt path is an error rather than a no-op.
+	// name something git records, in the working state or in HEAD, so that a misspelt path
+	// is an error (an *ExcludeError) rather than a no-op.
 	Exclude []string
 }
 
