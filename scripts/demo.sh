@@ -19,7 +19,7 @@
 # Everything lives in _out/demo (cache, builder state, outputs: a folder Go, the linters and git
 # ignore, so make test works after make demo); a second run reuses the cache and only rebuilds
 # what changed. Needs root (buildkitd), mmdebstrap, qemu-system for this architecture; `make
-# demo` builds bin/ first. About 25 minutes on 2 cores, bin/ built. KILN_DEMO_PORT picks the
+# demo` builds bin/ first. About 21 minutes on 2 cores, bin/ built. KILN_DEMO_PORT picks the
 # loopback port (default 41234).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
